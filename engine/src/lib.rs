@@ -1,0 +1,1 @@
+//! ringsan-engine

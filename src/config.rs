@@ -1,0 +1,1 @@
+//! The daemon's configuration: the TOML file format, its validation, and the embedded default.

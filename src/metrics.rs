@@ -1,0 +1,2 @@
+//! Counters the daemon keeps about itself (sessions, commands, bytes). Exported over HTTP in a
+//! later issue; for now read by logs and tests.

@@ -1,0 +1,101 @@
+//! A small pool of helper threads for the few operations the running kernel's io_uring lacks
+//! (block-device discard and zero-out ioctls, `SEEK_DATA`/`SEEK_HOLE` mapping queries). Only
+//! those operations come here; the reactor never blocks on them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Helper threads in the pool.
+const HELPER_THREADS: usize = 2;
+
+struct Pool {
+    sender: Mutex<Sender<Job>>,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (sender, receiver) = channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..HELPER_THREADS {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ringsan-helper-{i}"))
+                .spawn(move || loop {
+                    let job = match receiver.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a helper thread");
+            }
+        }
+        Pool {
+            sender: Mutex::new(sender),
+        }
+    })
+}
+
+struct Shared<T> {
+    result: Option<T>,
+    waker: Option<Waker>,
+}
+
+/// The future of a job on the helper pool.
+pub struct Blocking<T> {
+    shared: Arc<Mutex<Shared<T>>>,
+}
+
+impl<T> Future for Blocking<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Ok(mut shared) = self.shared.lock() else {
+            return Poll::Pending;
+        };
+        match shared.result.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                shared.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Runs `f` on a helper thread; the returned future resolves on the calling reactor.
+pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Blocking<T> {
+    let shared = Arc::new(Mutex::new(Shared {
+        result: None,
+        waker: None,
+    }));
+    let theirs = shared.clone();
+    let job: Job = Box::new(move || {
+        let value = f();
+        let waker = match theirs.lock() {
+            Ok(mut s) => {
+                s.result = Some(value);
+                s.waker.take()
+            }
+            Err(_) => None,
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    });
+    if let Ok(sender) = pool().sender.lock() {
+        if sender.send(job).is_err() {
+            tracing::error!("helper pool is gone");
+        }
+    }
+    Blocking { shared }
+}

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod daemon;
 pub mod iscsi;
 pub mod metrics;
 pub mod scsi;

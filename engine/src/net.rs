@@ -8,6 +8,7 @@ use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use crate::buffer::Buf;
 use crate::iobuf::IoBufMut;
@@ -233,7 +234,7 @@ impl TcpListener {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let peer = sockaddr_to(&done.resources.0)
             .ok_or_else(|| io::Error::other("accepted a socket of an unknown family"))?;
-        let stream = TcpStream { fd };
+        let stream = TcpStream::from_fd(fd);
         stream.set_nodelay()?;
         Ok((stream, peer))
     }
@@ -242,9 +243,50 @@ impl TcpListener {
 /// A connected TCP socket.
 pub struct TcpStream {
     fd: OwnedFd,
+    killer: Arc<Mutex<Option<RawFd>>>,
+}
+
+/// A `Send + Sync` handle that shuts a [`TcpStream`] down from any thread (session
+/// reinstatement, daemon shutdown) while guaranteeing the descriptor is still the stream's.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    fd: Arc<Mutex<Option<RawFd>>>,
+}
+
+impl ShutdownHandle {
+    /// Shuts the stream down (both directions); a no-op once the stream is gone.
+    pub fn shutdown(&self) {
+        if let Ok(fd) = self.fd.lock() {
+            if let Some(fd) = *fd {
+                // SAFETY: the stream clears this under the same lock before it closes the
+                // descriptor, so fd is still the stream's socket here.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+        }
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        if let Ok(mut fd) = self.killer.lock() {
+            *fd = None;
+        }
+    }
 }
 
 impl TcpStream {
+    fn from_fd(fd: OwnedFd) -> TcpStream {
+        let killer = Arc::new(Mutex::new(Some(fd.as_raw_fd())));
+        TcpStream { fd, killer }
+    }
+
+    /// A handle that can shut this stream down from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            fd: self.killer.clone(),
+        }
+    }
+
     /// Connects to `addr` (used by our own initiator side and tests).
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         let fd = new_socket(&addr)?;
@@ -257,7 +299,7 @@ impl TcpStream {
         .build();
         let done = Op::submit(entry, state).await;
         done.io_result()?;
-        let stream = TcpStream { fd };
+        let stream = TcpStream::from_fd(fd);
         stream.set_nodelay()?;
         Ok(stream)
     }

@@ -1,1 +1,85 @@
-fn main() {}
+//! `ringsand`: the ringsan iSCSI target daemon.
+//!
+//! With no arguments it serves the embedded default (target `iqn.2026-11.io.ringsan:demo`, LUN 0
+//! a 1 GiB sparse file under `./data`, portal 127.0.0.1:3260, any initiator); with `--config
+//! FILE` it serves what the TOML file says. SIGTERM or SIGINT ask initiators to log out, drain
+//! in-flight I/O and exit.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use ringsan::config::Config;
+use ringsan::daemon::{default_data_dir, Daemon};
+
+/// The ringsan iSCSI target daemon.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file; without it the embedded demo target is served.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data folder for the embedded default (ignored with --config).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ringsand: configuration error: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => Config::demo(&args.data_dir.clone().unwrap_or_else(default_data_dir)),
+    };
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let daemon = match Daemon::start(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ringsand: {e}");
+            std::process::exit(1);
+        }
+    };
+    print_banner(&config, &daemon);
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "signal received");
+    }
+    daemon.shutdown();
+    Ok(())
+}
+
+fn print_banner(config: &Config, daemon: &Daemon) {
+    println!("ringsand {} serving on {:?}", env!("CARGO_PKG_VERSION"), daemon.portals);
+    let Some(portal) = daemon.portals.first() else {
+        return;
+    };
+    for t in &config.targets {
+        for l in &t.luns {
+            println!("  {} LUN {} -> {} ({} byte blocks)", t.iqn, l.lun, l.path.display(), l.block_size);
+        }
+    }
+    if let Some(t) = config.targets.first() {
+        let lun = t.luns.first().map(|l| l.lun).unwrap_or(0);
+        println!();
+        println!("Log in with libiscsi's tools:");
+        println!("  iscsi-ls -s iscsi://{portal}");
+        println!("  iscsi-inq iscsi://{portal}/{}/{lun}", t.iqn);
+        println!("Or with the Linux initiator:");
+        println!("  iscsiadm -m discovery -t sendtargets -p {portal}");
+        println!("  iscsiadm -m node -T {} -p {portal} --login", t.iqn);
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

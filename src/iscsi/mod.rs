@@ -3,7 +3,20 @@
 
 pub mod chap;
 pub mod digest;
+pub mod discovery;
 pub mod login;
 pub mod params;
 pub mod pdu;
 pub mod text;
+pub mod framing;
+pub mod full_feature;
+pub mod login_phase;
+pub mod outbox;
+pub mod registry;
+pub mod scsi_task;
+pub mod server;
+pub mod session;
+pub mod target;
+pub mod task;
+pub mod text_phase;
+pub mod tmf;

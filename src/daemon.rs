@@ -1,0 +1,236 @@
+//! The daemon's wiring: open every LUN, build the targets, start one reactor thread per core with
+//! a listener per portal on each (SO_REUSEPORT spreads connections across them), and stop in
+//! order: ask initiators to log out, cut the rest, let in-flight I/O drain, join the reactors.
+//!
+//! Lives beside the protocol layers rather than in one of them: it is process plumbing that
+//! uses all of them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ringsan_engine::disk::{create_sparse, Disk, FileDisk};
+use ringsan_engine::net::TcpListener;
+use ringsan_engine::volume::Volume;
+use ringsan_engine::{Reactor, ReactorConfig};
+
+use crate::config::{Config, LunConfig, TargetConfig};
+use crate::iscsi::params::TargetLimits;
+use crate::iscsi::server::{accept_loop, Server, LOGOUT_GRACE_SECONDS};
+use crate::iscsi::target::{Target, Targets};
+use crate::scsi::geometry::LuGeometry;
+use crate::scsi::inquiry::LuIdentity;
+use crate::scsi::lun::LogicalUnit;
+use crate::scsi::mode::ModeState;
+use crate::scsi::nexus::target_port_name;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A LUN's backing store is unusable.
+    #[error("target {target} LUN {lun} ({path}): {message}")]
+    Lun {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+        /// Backing path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A portal could not be bound.
+    #[error("portal {portal}: {source}")]
+    Portal {
+        /// The address.
+        portal: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A reactor could not be created.
+    #[error("reactor: {0}")]
+    Reactor(std::io::Error),
+}
+
+/// A running daemon.
+pub struct Daemon {
+    server: Arc<Server>,
+    reactors: Vec<JoinHandle<()>>,
+    /// The portals actually bound (with real ports).
+    pub portals: Vec<SocketAddr>,
+}
+
+fn lun_error(t: &TargetConfig, l: &LunConfig, message: impl Into<String>) -> StartError {
+    StartError::Lun { target: t.iqn.clone(), lun: l.lun, path: l.path.clone(), message: message.into() }
+}
+
+/// Opens one LUN's backing store and builds its logical unit.
+pub fn open_lun(t: &TargetConfig, l: &LunConfig, config: &Config) -> Result<LogicalUnit, StartError> {
+    if let Some(size) = l.size_bytes {
+        let actual = create_sparse(&l.path, size).map_err(|e| lun_error(t, l, e.to_string()))?;
+        if actual != size && l.path.is_file() {
+            return Err(lun_error(t, l, format!("the existing file is {actual} bytes but the configuration says {size}; fix `size` or the file")));
+        }
+    }
+    let disk = FileDisk::open(&l.path).map_err(|e| lun_error(t, l, e.to_string()))?;
+    let info = disk.info().clone();
+    if l.block_size < info.logical_block_bytes {
+        return Err(lun_error(t, l, format!("block size {} is smaller than the backing device's logical block ({})", l.block_size, info.logical_block_bytes)));
+    }
+    let num_blocks = info.size_bytes / l.block_size as u64;
+    if num_blocks == 0 {
+        return Err(lun_error(t, l, "the backing store is smaller than one block"));
+    }
+    let mut geometry = LuGeometry::new(l.block_size, num_blocks);
+    let physical = info.physical_block_bytes.max(l.block_size);
+    geometry.physical_block_exp = (physical / l.block_size).trailing_zeros() as u8;
+    geometry.thin = !info.block_device;
+    geometry.lbprz = info.discard_reads_zero;
+    let per_buffer = (config.buffer_size_bytes / l.block_size as usize) as u64;
+    geometry.max_compare_write_blocks = (per_buffer / 2).clamp(1, 255) as u8;
+    if !info.direct {
+        tracing::warn!(target = %t.iqn, lun = l.lun, path = %l.path.display(), "no O_DIRECT on this file system: buffered I/O");
+    }
+    let identity = LuIdentity::new(l.uuid, l.serial.clone(), config.oui, target_port_name(&t.iqn, t.tpgt), t.tpgt, t.tpgt, format!("{},lun,{}", t.iqn, l.lun));
+    let mode = ModeState::new(l.write_cache);
+    Ok(LogicalUnit::new(l.lun, Volume::new(disk), geometry, identity, mode))
+}
+
+fn build_targets(config: &Config) -> Result<Targets, StartError> {
+    let mut targets = Vec::new();
+    for t in &config.targets {
+        let mut luns = Vec::new();
+        for l in &t.luns {
+            luns.push(Arc::new(open_lun(t, l, config)?));
+        }
+        targets.push(Arc::new(Target::new(t, luns)));
+    }
+    Ok(Targets::new(targets))
+}
+
+fn limits(config: &Config) -> TargetLimits {
+    let buffer = config.buffer_size_bytes as u32;
+    TargetLimits {
+        max_burst_length: buffer,
+        first_burst_length: buffer.min(262_144),
+        max_recv_data_segment_length: buffer.min(262_144),
+        ..TargetLimits::default()
+    }
+    .sanitized()
+}
+
+impl Daemon {
+    /// Opens everything and starts serving; returns once every portal is bound on every reactor.
+    pub fn start(config: &Config) -> Result<Daemon, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Reactor(e))?;
+        let server = Arc::new(Server::new(build_targets(config)?, limits(config)));
+        let reactor_config = ReactorConfig {
+            buffer_size_bytes: config.buffer_size_bytes,
+            buffer_count: config.buffer_count,
+            ..ReactorConfig::default()
+        };
+        // Bind the first listener of each portal here so a busy port (or port 0) is settled
+        // once; every reactor then binds the resolved address with SO_REUSEPORT.
+        let mut portals = Vec::new();
+        let mut first = Vec::new();
+        for p in &config.portals {
+            let l = TcpListener::bind(*p, true).map_err(|source| StartError::Portal { portal: *p, source })?;
+            portals.push(l.local_addr());
+            first.push(l);
+        }
+        let mut reactors = Vec::new();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
+        let mut first = Some(first);
+        for i in 0..config.reactors.max(1) {
+            let listeners = if i == 0 { first.take().unwrap_or_default() } else { Vec::new() };
+            let server = server.clone();
+            let portals = portals.clone();
+            let ready = ready_tx.clone();
+            let rc = reactor_config.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("ringsan-reactor-{i}"))
+                .spawn(move || run_reactor(i, rc, server, portals, listeners, ready))
+                .map_err(StartError::Reactor)?;
+            reactors.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..reactors.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    server.begin_shutdown();
+                    return Err(e);
+                }
+                Err(_) => return Err(StartError::Reactor(std::io::Error::other("a reactor thread died during start-up"))),
+            }
+        }
+        Ok(Daemon { server, reactors, portals })
+    }
+
+    /// The shared server state.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// Stops: asks every initiator to log out, waits `LOGOUT_GRACE_SECONDS` for them, cuts the
+    /// rest, lets their in-flight I/O finish, and joins the reactors.
+    pub fn shutdown(self) {
+        let asked = self.server.begin_shutdown();
+        tracing::info!(sessions = asked, "shutting down: logout requested");
+        let deadline = Instant::now() + Duration::from_secs(LOGOUT_GRACE_SECONDS as u64);
+        while !self.server.registry.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !self.server.registry.is_empty() {
+            tracing::info!(sessions = self.server.registry.len(), "cutting sessions that did not log out");
+            self.server.cut_all();
+        }
+        for r in self.reactors {
+            let _ = r.join();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn run_reactor(index: usize, rc: ReactorConfig, server: Arc<Server>, portals: Vec<SocketAddr>, mut listeners: Vec<TcpListener>, ready: mpsc::Sender<Result<(), StartError>>) {
+    let reactor = match Reactor::new(&rc) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Reactor(e)));
+            return;
+        }
+    };
+    if listeners.is_empty() {
+        for p in &portals {
+            match TcpListener::bind(*p, true) {
+                Ok(l) => listeners.push(l),
+                Err(source) => {
+                    let _ = ready.send(Err(StartError::Portal { portal: *p, source }));
+                    return;
+                }
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    let span = tracing::info_span!("reactor", index);
+    let _g = span.enter();
+    let result = reactor.block_on(async move {
+        for l in listeners {
+            ringsan_engine::spawn(accept_loop(server.clone(), l));
+        }
+        while !(server.is_shutting_down() && server.connection_count() == 0) {
+            ringsan_engine::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, "reactor failed");
+    }
+}
+
+/// The data folder of the embedded default: `./data` under the current folder.
+pub fn default_data_dir() -> PathBuf {
+    Path::new("data").to_path_buf()
+}

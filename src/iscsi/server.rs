@@ -1,0 +1,177 @@
+//! The daemon-wide iSCSI state ([`Server`]: targets, the session registry, negotiation limits)
+//! and the life of one connection: login (bounded in time, so half-open connections cannot pile
+//! up), then full-feature phase, then cleanup (tasks aborted and their I/O finished before the
+//! session leaves the registry).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringsan_engine::net::{TcpListener, TcpStream};
+use ringsan_engine::select::{select2, Either};
+use tracing::{info, warn, Instrument};
+
+use crate::iscsi::framing::Reader;
+use crate::iscsi::full_feature::{self, End};
+use crate::iscsi::login_phase;
+use crate::iscsi::params::TargetLimits;
+use crate::iscsi::registry::Registry;
+use crate::iscsi::target::Targets;
+
+/// How long a connection may take to complete its login.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most connections the daemon holds at once (logged in or logging in).
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Seconds an initiator is given to log out when the daemon shuts down.
+pub const LOGOUT_GRACE_SECONDS: u16 = 5;
+
+/// Everything the connections of every reactor share.
+pub struct Server {
+    /// The targets.
+    pub targets: Targets,
+    /// Live sessions.
+    pub registry: Registry,
+    /// What we accept in negotiation.
+    pub limits: TargetLimits,
+    shutting_down: AtomicBool,
+    connections: AtomicUsize,
+}
+
+thread_local! {
+    static LOCAL_SESSIONS: RefCell<HashMap<u16, Weak<crate::iscsi::session::Session>>> = RefCell::new(HashMap::new());
+}
+
+impl Server {
+    /// A server over `targets`.
+    pub fn new(targets: Targets, limits: TargetLimits) -> Server {
+        Server {
+            targets,
+            registry: Registry::default(),
+            limits,
+            shutting_down: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether shutdown has begun (no new logins are accepted).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Begins shutdown: every session is asked to log out (Async Message), new logins are
+    /// refused. Returns the number of sessions asked.
+    pub fn begin_shutdown(&self) -> usize {
+        self.shutting_down.store(true, Ordering::Release);
+        let sessions = self.registry.all();
+        for entry in &sessions {
+            let tsih = entry.tsih;
+            entry.reactor.run(move || {
+                LOCAL_SESSIONS.with(|m| {
+                    if let Some(s) = m.borrow().get(&tsih).and_then(Weak::upgrade) {
+                        s.send_logout_request(LOGOUT_GRACE_SECONDS);
+                    }
+                })
+            });
+        }
+        sessions.len()
+    }
+
+    /// Connections being served right now (on every reactor).
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Cuts every remaining session (after the logout grace period).
+    pub fn cut_all(&self) {
+        for entry in self.registry.all() {
+            entry.shutdown.shutdown();
+        }
+    }
+}
+
+/// Accepts connections on `listener` until shutdown, each served as its own task.
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    let portal = listener.local_addr();
+    loop {
+        let accepted = select2(listener.accept(), wait_shutdown(&server)).await;
+        let (stream, peer) = match accepted {
+            Either::Right(()) => return,
+            Either::Left(Ok(a)) => a,
+            Either::Left(Err(e)) => {
+                warn!(%portal, error = %e, "accept failed");
+                ringsan_engine::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if server.connections.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            warn!(%peer, "too many connections: refused");
+            continue;
+        }
+        server.connections.fetch_add(1, Ordering::Relaxed);
+        let s = server.clone();
+        let span = tracing::info_span!("conn", %peer);
+        ringsan_engine::spawn(
+            async move {
+                serve_connection(s.clone(), stream, peer).await;
+                s.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn wait_shutdown(server: &Server) {
+    while !server.is_shutting_down() {
+        ringsan_engine::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Serves one connection from its first byte to its close.
+pub async fn serve_connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+    let stream = Rc::new(stream);
+    let mut reader = Reader::new();
+    let login = ringsan_engine::time::timeout(LOGIN_TIMEOUT, login_phase::run(&server, &stream, &mut reader)).await;
+    let session = match login {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            info!(%peer, error = %e, "login ended");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "login not completed within {:?}: connection closed", LOGIN_TIMEOUT);
+            return;
+        }
+    };
+    let tsih = session.entry.as_ref().map(|e| e.tsih);
+    let span = tracing::info_span!("session", initiator = %session.initiator, tsih = tsih.unwrap_or(0));
+    async {
+        if let Some(tsih) = tsih {
+            LOCAL_SESSIONS.with(|m| m.borrow_mut().insert(tsih, Rc::downgrade(&session)));
+        }
+        ringsan_engine::spawn(session.outbox.clone().run_writer(stream.clone()));
+        reader.set_digests(session.digests);
+        let end = full_feature::run(&session, &stream, &mut reader).await;
+        match &end {
+            End::Logout => info!("logged out"),
+            End::Closed(e) => info!(reason = %e, "connection closed"),
+            End::Violation(why) => warn!(why, "connection closed for a protocol violation"),
+        }
+        session.ending.set(true);
+        session.abort_all_tasks().await;
+        session.outbox.flushed().await;
+        session.outbox.close();
+        stream.shutdown();
+        if let Some(tsih) = tsih {
+            LOCAL_SESSIONS.with(|m| m.borrow_mut().remove(&tsih));
+        }
+        if let Some(entry) = &session.entry {
+            server.registry.unregister(entry);
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,141 @@
+//! One SCSI task as the connection sees it: its tags, the Data-Out window it is waiting for (the
+//! buffer the data lands in, straight from the socket), and its abort and completion signals that
+//! task management waits on (an abort is answered only after the task's I/O has finished).
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+use ringsan_engine::buffer::Buf;
+
+use crate::iscsi::pdu::RESERVED_TAG;
+use crate::scsi::transfer::TransferError;
+
+/// Where the Data-Out of a task stands.
+pub struct DataOutState {
+    /// The buffer of the current chunk (None while the task holds it).
+    pub buf: Option<Buf>,
+    /// Byte offset (in the command's data) of `buf[0]`.
+    pub chunk_start: u64,
+    /// Next byte offset expected (DataPDUInOrder=Yes is the only value we negotiate).
+    pub next_offset: u64,
+    /// End of the window the initiator may send now (unsolicited burst or the current R2T).
+    pub window_end: u64,
+    /// Target transfer tag of the current R2T, or 0xffffffff for unsolicited data.
+    pub ttt: u32,
+    /// DataSN expected on the next Data-Out of this sequence.
+    pub data_sn: u32,
+    /// Set when the data can no longer arrive (digest error, protocol error, abort).
+    pub error: Option<TransferError>,
+}
+
+/// The shared control block of one task.
+pub struct TaskCtl {
+    /// Initiator task tag.
+    pub itt: u32,
+    /// The LUN field as sent.
+    pub lun_raw: u64,
+    /// The LUN number (None if the addressing method is not one we support).
+    pub lun: Option<u16>,
+    /// CmdSN of the command.
+    pub cmdsn: u32,
+    /// Data-Out state.
+    pub data: RefCell<DataOutState>,
+    aborted: Cell<bool>,
+    done: Cell<bool>,
+    data_waiter: RefCell<Option<Waker>>,
+    done_waiters: RefCell<Vec<Waker>>,
+}
+
+impl TaskCtl {
+    /// A task whose first `received` bytes (immediate data) are already in `buf`, and which
+    /// may receive unsolicited data up to `unsolicited_end`.
+    pub fn new(itt: u32, lun_raw: u64, lun: Option<u16>, cmdsn: u32, buf: Option<Buf>, received: u64, unsolicited_end: u64) -> TaskCtl {
+        TaskCtl {
+            itt,
+            lun_raw,
+            lun,
+            cmdsn,
+            data: RefCell::new(DataOutState {
+                buf,
+                chunk_start: 0,
+                next_offset: received,
+                window_end: unsolicited_end.max(received),
+                ttt: RESERVED_TAG,
+                data_sn: 0,
+                error: None,
+            }),
+            aborted: Cell::new(false),
+            done: Cell::new(false),
+            data_waiter: RefCell::new(None),
+            done_waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Marks the task aborted and wakes it if it waits for data.
+    pub fn abort(&self) {
+        self.aborted.set(true);
+        self.fail_data(TransferError::Aborted);
+    }
+
+    /// Whether the task was aborted.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.get()
+    }
+
+    /// Ends the Data-Out with `error` and wakes the task.
+    pub fn fail_data(&self, error: TransferError) {
+        {
+            let mut d = self.data.borrow_mut();
+            if d.error.is_none() {
+                d.error = Some(error);
+            }
+        }
+        self.wake_data();
+    }
+
+    /// Wakes the task waiting for its data window to fill.
+    pub fn wake_data(&self) {
+        if let Some(w) = self.data_waiter.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Waits until the current window is filled (`next_offset == window_end`) or failed.
+    pub async fn window_filled(&self) -> Result<(), TransferError> {
+        poll_fn(|cx| {
+            let d = self.data.borrow();
+            if let Some(e) = &d.error {
+                return Poll::Ready(Err(e.clone()));
+            }
+            if d.next_offset >= d.window_end {
+                return Poll::Ready(Ok(()));
+            }
+            *self.data_waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Marks the task finished (its I/O done, its response sent or suppressed).
+    pub fn finish(&self) {
+        self.done.set(true);
+        self.data.borrow_mut().buf = None;
+        for w in self.done_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Waits until the task has finished.
+    pub async fn finished(&self) {
+        poll_fn(|cx| {
+            if self.done.get() {
+                Poll::Ready(())
+            } else {
+                self.done_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

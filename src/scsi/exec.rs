@@ -1,0 +1,568 @@
+//! The SCSI command executor: checks unit attentions, decodes the CDB, and runs the command
+//! against the logical unit's volume, moving data through the transport's [`DataTransfer`] one
+//! pool buffer at a time. Every failure ends in the status and sense data SPC-4/SBC-3 name.
+
+use std::io;
+
+use ringsan_engine::buffer::Buf;
+use ringsan_engine::volume::{CompareOutcome, Durability};
+
+use crate::scsi::cdb::{decode, Command};
+use crate::scsi::lun::LogicalUnit;
+use crate::scsi::nexus::Nexus;
+use crate::scsi::sense::{Asc, CommandError, ScsiStatus, Sense, SenseKey};
+use crate::scsi::transfer::{DataTransfer, TransferError};
+use crate::scsi::ua::UnitAttention;
+use crate::scsi::{
+    alua, capacity, inquiry, lba_status, mode, opcodes, report_luns, request_sense, unmap, vpd,
+};
+
+/// What the transport needs to run one command.
+pub struct CommandContext<'a> {
+    /// The I_T nexus the command came through.
+    pub nexus: &'a Nexus,
+    /// The LUN addressed.
+    pub lun: u16,
+    /// The logical unit, when that LUN exists.
+    pub lu: Option<&'a LogicalUnit>,
+    /// The target's LUN numbers (for REPORT LUNS).
+    pub luns: &'a dyn Fn() -> Vec<u16>,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    /// SCSI status.
+    pub status: u8,
+    /// Sense data (with CHECK CONDITION).
+    pub sense: Option<Vec<u8>>,
+}
+
+impl CommandOutcome {
+    fn good() -> CommandOutcome {
+        CommandOutcome {
+            status: ScsiStatus::Good.code(),
+            sense: None,
+        }
+    }
+}
+
+type Exec<T = ()> = Result<T, CommandError>;
+
+fn check(sense: Sense) -> CommandError {
+    CommandError::check(sense)
+}
+
+fn transfer_failed(e: TransferError) -> CommandError {
+    match e {
+        TransferError::Aborted => CommandError::task_aborted(),
+        TransferError::DigestError => {
+            check(Sense::aborted_command(Asc::PROTOCOL_SERVICE_CRC_ERROR))
+        }
+        TransferError::ConnectionLost => check(Sense::aborted_command(Asc::NO_ADDITIONAL_SENSE)),
+        TransferError::Protocol(_) => {
+            check(Sense::illegal_request(Asc::INVALID_FIELD_IN_COMMAND_IU))
+        }
+    }
+}
+
+fn io_failed(e: &io::Error, writing: bool) -> CommandError {
+    tracing::warn!(error = %e, writing, "backing store I/O failed");
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => check(Sense::new(
+            SenseKey::DataProtect,
+            Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT,
+        )),
+        _ if writing => check(Sense::medium_error(Asc::WRITE_ERROR)),
+        _ => check(Sense::medium_error(Asc::UNRECOVERED_READ_ERROR)),
+    }
+}
+
+fn outcome_of(result: Exec, d_sense: bool) -> CommandOutcome {
+    match result {
+        Ok(()) => CommandOutcome::good(),
+        Err(e) => CommandOutcome {
+            status: e.status.code(),
+            sense: e.sense.map(|s| s.to_bytes(d_sense)),
+        },
+    }
+}
+
+/// Runs one command.
+pub async fn execute<T: DataTransfer>(
+    ctx: &CommandContext<'_>,
+    cdb: &[u8],
+    xfer: &mut T,
+) -> CommandOutcome {
+    let Some(lu) = ctx.lu else {
+        return outcome_of(execute_without_lun(ctx, cdb, xfer).await, false);
+    };
+    let d_sense = lu.mode().d_sense;
+    outcome_of(execute_on(lu, ctx, cdb, xfer).await, d_sense)
+}
+
+const INQUIRY: u8 = 0x12;
+const REPORT_LUNS: u8 = 0xA0;
+const REQUEST_SENSE: u8 = 0x03;
+
+/// SPC-4 §5.14: a pending unit attention terminates every command but INQUIRY, REPORT LUNS
+/// and REQUEST SENSE, and is cleared by being reported.
+fn unit_attention_gate(lu: &LogicalUnit, nexus: &Nexus, opcode: u8) -> Exec {
+    if matches!(opcode, INQUIRY | REPORT_LUNS | REQUEST_SENSE) {
+        return Ok(());
+    }
+    match lu.take_unit_attention(nexus) {
+        Some(ua) => Err(check(Sense::unit_attention(ua.asc()))),
+        None => Ok(()),
+    }
+}
+
+async fn execute_on<T: DataTransfer>(
+    lu: &LogicalUnit,
+    ctx: &CommandContext<'_>,
+    cdb: &[u8],
+    xfer: &mut T,
+) -> Exec {
+    let opcode = cdb.first().copied().unwrap_or(0);
+    unit_attention_gate(lu, ctx.nexus, opcode)?;
+    let geom = lu.geometry();
+    let command = decode(cdb, &geom)?;
+    run(lu, ctx, &command, cdb, xfer).await
+}
+
+async fn run<T: DataTransfer>(
+    lu: &LogicalUnit,
+    ctx: &CommandContext<'_>,
+    command: &Command,
+    cdb: &[u8],
+    xfer: &mut T,
+) -> Exec {
+    let geom = lu.geometry();
+    match *command {
+        Command::TestUnitReady | Command::StartStopUnit { .. } => Ok(()),
+        Command::Inquiry {
+            evpd,
+            page,
+            alloc_len,
+        } => {
+            let data = if evpd {
+                vpd::vpd_page(page, lu.identity(), &geom)?
+            } else {
+                inquiry::standard_inquiry(lu.identity())
+            };
+            send_small(xfer, data, alloc_len as usize).await
+        }
+        Command::RequestSense { desc, alloc_len } => {
+            let pending = lu
+                .take_unit_attention(ctx.nexus)
+                .map(|ua| Sense::unit_attention(ua.asc()));
+            send_small(
+                xfer,
+                request_sense::request_sense_data(pending.as_ref(), desc),
+                alloc_len as usize,
+            )
+            .await
+        }
+        Command::ReportLuns {
+            select_report,
+            alloc_len,
+        } => {
+            let data = report_luns::report_luns(&(ctx.luns)(), select_report, alloc_len)?;
+            lu.clear_unit_attention(ctx.nexus, UnitAttention::ReportedLunsDataChanged);
+            send_small(xfer, data, alloc_len as usize).await
+        }
+        Command::ReadCapacity10 => {
+            send_small(xfer, capacity::read_capacity10(&geom).to_vec(), 8).await
+        }
+        Command::ReadCapacity16 { alloc_len } => {
+            send_small(
+                xfer,
+                capacity::read_capacity16(&geom).to_vec(),
+                alloc_len as usize,
+            )
+            .await
+        }
+        Command::ModeSense { alloc_len, .. } => {
+            let data = mode::mode_sense(command, &lu.mode(), &geom)?;
+            send_small(xfer, data, alloc_len as usize).await
+        }
+        Command::ModeSelect {
+            ten,
+            pf,
+            sp,
+            param_len,
+        } => {
+            let params = receive_small(xfer, param_len as usize).await?;
+            let new = mode::mode_select(ten, pf, sp, &params, &lu.mode(), &geom)?;
+            lu.set_mode(new, ctx.nexus);
+            Ok(())
+        }
+        Command::ReportSupportedOpcodes { alloc_len, .. } => {
+            let data = opcodes::report_supported_opcodes(command, &geom)?;
+            send_small(xfer, data, alloc_len as usize).await
+        }
+        Command::ReportTargetPortGroups { alloc_len } => {
+            let id = lu.identity();
+            let data =
+                alua::report_target_port_groups(id.target_port_group, &[id.relative_port_id]);
+            send_small(xfer, data, alloc_len as usize).await
+        }
+        Command::Read { lba, blocks, .. } => read(lu, xfer, lba, blocks).await,
+        Command::Write {
+            lba, blocks, fua, ..
+        } => write(lu, xfer, lba, blocks, fua).await,
+        Command::WriteAndVerify { lba, blocks, .. } => write(lu, xfer, lba, blocks, true).await,
+        Command::Verify {
+            lba,
+            blocks,
+            bytchk,
+        } => verify(lu, xfer, lba, blocks, bytchk).await,
+        Command::OrWrite { lba, blocks, fua } => or_write(lu, xfer, lba, blocks, fua).await,
+        Command::CompareAndWrite { lba, blocks, fua } => {
+            compare_and_write(lu, xfer, lba, blocks as u64, fua).await
+        }
+        Command::WriteSame {
+            lba,
+            blocks,
+            unmap,
+            ndob,
+            ..
+        } => write_same(lu, xfer, lba, blocks, unmap, ndob).await,
+        Command::Unmap { param_len, .. } => unmap_command(lu, xfer, param_len as usize).await,
+        Command::SynchronizeCache { .. } => {
+            lu.volume().flush().await.map_err(|e| io_failed(&e, true))
+        }
+        Command::PreFetch { .. } => Ok(()),
+        Command::GetLbaStatus { lba, alloc_len } => get_lba_status(lu, xfer, lba, alloc_len).await,
+        _ => {
+            let _ = cdb;
+            Err(check(Sense::invalid_opcode()))
+        }
+    }
+}
+
+/// Commands addressed to a LUN that does not exist (SPC-4 §4.6.4): INQUIRY answers with
+/// peripheral qualifier 011b, REPORT LUNS works, REQUEST SENSE reports LOGICAL UNIT NOT
+/// SUPPORTED, anything else fails with it.
+async fn execute_without_lun<T: DataTransfer>(
+    ctx: &CommandContext<'_>,
+    cdb: &[u8],
+    xfer: &mut T,
+) -> Exec {
+    let alloc_at = |i: usize| cdb.get(i).copied().unwrap_or(0) as usize;
+    match cdb.first().copied() {
+        Some(INQUIRY) => {
+            if alloc_at(1) & 1 != 0 {
+                return Err(check(Sense::illegal_request(
+                    Asc::LOGICAL_UNIT_NOT_SUPPORTED,
+                )));
+            }
+            let alloc = (alloc_at(3) << 8) | alloc_at(4);
+            send_small(xfer, inquiry::inquiry_no_lun(), alloc).await
+        }
+        Some(REPORT_LUNS) => {
+            let alloc =
+                ((alloc_at(6) << 24) | (alloc_at(7) << 16) | (alloc_at(8) << 8) | alloc_at(9))
+                    as u32;
+            let data = report_luns::report_luns(&(ctx.luns)(), alloc_at(2) as u8, alloc)?;
+            send_small(xfer, data, alloc as usize).await
+        }
+        Some(REQUEST_SENSE) => {
+            let sense = Sense::illegal_request(Asc::LOGICAL_UNIT_NOT_SUPPORTED);
+            send_small(
+                xfer,
+                request_sense::request_sense_data(Some(&sense), alloc_at(1) & 1 != 0),
+                alloc_at(4),
+            )
+            .await
+        }
+        _ => Err(check(Sense::illegal_request(
+            Asc::LOGICAL_UNIT_NOT_SUPPORTED,
+        ))),
+    }
+}
+
+/// Sends `data` truncated to the allocation length (and to what the initiator expects).
+async fn send_small<T: DataTransfer>(xfer: &mut T, mut data: Vec<u8>, alloc_len: usize) -> Exec {
+    data.truncate(alloc_len);
+    xfer.set_command_len(data.len() as u64);
+    if data.is_empty() {
+        return Ok(());
+    }
+    xfer.send_bytes(data, true).await.map_err(transfer_failed)
+}
+
+/// Receives a parameter list of `len` bytes.
+async fn receive_small<T: DataTransfer>(xfer: &mut T, len: usize) -> Exec<Vec<u8>> {
+    xfer.set_command_len(len as u64);
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if len > xfer.chunk_bytes() {
+        return Err(check(Sense::parameter_list_length_error()));
+    }
+    let buf = xfer.receive(len).await.map_err(transfer_failed)?;
+    Ok(buf.as_slice().to_vec())
+}
+
+fn durability(lu: &LogicalUnit, fua: bool) -> Durability {
+    if fua || !lu.mode().wce {
+        Durability::Stable
+    } else {
+        Durability::Cached
+    }
+}
+
+/// The byte length of `blocks` blocks, and the chunk size in whole blocks.
+fn sizes(lu: &LogicalUnit, xfer: &impl DataTransfer, blocks: u64) -> (u64, usize) {
+    let bs = lu.geometry().block_size as usize;
+    let chunk = (xfer.chunk_bytes() / bs).max(1) * bs;
+    (blocks * bs as u64, chunk)
+}
+
+async fn read<T: DataTransfer>(lu: &LogicalUnit, xfer: &mut T, lba: u64, blocks: u64) -> Exec {
+    let (total, chunk) = sizes(lu, xfer, blocks);
+    xfer.set_command_len(total);
+    let bs = lu.geometry().block_size as u64;
+    let mut done = 0u64;
+    while done < total {
+        let len = (total - done).min(chunk as u64) as usize;
+        let buf = xfer.buffer().await;
+        let (result, mut buf) = lu.volume().read(buf, 0, len, lba * bs + done).await;
+        result.map_err(|e| io_failed(&e, false))?;
+        buf.set_len(len);
+        done += len as u64;
+        xfer.send(buf, len, done == total)
+            .await
+            .map_err(transfer_failed)?;
+    }
+    Ok(())
+}
+
+async fn write<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    lba: u64,
+    blocks: u64,
+    fua: bool,
+) -> Exec {
+    let (total, chunk) = sizes(lu, xfer, blocks);
+    xfer.set_command_len(total);
+    if total > xfer.expected_len() {
+        return Err(check(Sense::illegal_request(
+            Asc::INVALID_FIELD_IN_COMMAND_IU,
+        )));
+    }
+    let bs = lu.geometry().block_size as u64;
+    let how = durability(lu, fua);
+    let mut done = 0u64;
+    while done < total {
+        let len = (total - done).min(chunk as u64) as usize;
+        let buf = xfer.receive(len).await.map_err(transfer_failed)?;
+        let (result, _buf) = lu.volume().write(buf, 0, len, lba * bs + done, how).await;
+        result.map_err(|e| io_failed(&e, true))?;
+        done += len as u64;
+    }
+    Ok(())
+}
+
+/// VERIFY: BYTCHK 0 checks the medium (nothing to check on a file), 01b compares the sent
+/// blocks with the medium, 11b compares one sent block with every block of the range.
+async fn verify<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    lba: u64,
+    blocks: u64,
+    bytchk: u8,
+) -> Exec {
+    if bytchk == 0 || blocks == 0 {
+        xfer.set_command_len(0);
+        return Ok(());
+    }
+    let bs = lu.geometry().block_size as usize;
+    let (total, chunk) = sizes(lu, xfer, blocks);
+    let sent_total = if bytchk == 3 { bs as u64 } else { total };
+    xfer.set_command_len(sent_total);
+    let pattern = if bytchk == 3 {
+        Some(xfer.receive(bs).await.map_err(transfer_failed)?)
+    } else {
+        None
+    };
+    let mut done = 0u64;
+    while done < total {
+        let len = (total - done).min(chunk as u64) as usize;
+        let expected = match &pattern {
+            Some(_) => None,
+            None => Some(xfer.receive(len).await.map_err(transfer_failed)?),
+        };
+        let disk = xfer.buffer().await;
+        let (result, mut disk) = lu.volume().read(disk, 0, len, lba * bs as u64 + done).await;
+        result.map_err(|e| io_failed(&e, false))?;
+        disk.set_len(len);
+        let mismatch = match (&expected, &pattern) {
+            (Some(e), _) => first_mismatch(e.as_slice(), disk.as_slice()),
+            (None, Some(p)) => disk
+                .as_slice()
+                .chunks(bs)
+                .enumerate()
+                .find_map(|(i, blk)| first_mismatch(p.as_slice(), blk).map(|o| i * bs + o)),
+            (None, None) => None,
+        };
+        if let Some(at) = mismatch {
+            return Err(check(Sense::miscompare(done + at as u64)));
+        }
+        done += len as u64;
+    }
+    Ok(())
+}
+
+fn first_mismatch(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x != y)
+}
+
+/// ORWRITE (SBC-3 §5.8): the sent data ORed into the blocks. Not atomic against a concurrent
+/// write to the same blocks from another initiator (read and write are two range holds).
+async fn or_write<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    lba: u64,
+    blocks: u64,
+    fua: bool,
+) -> Exec {
+    let (total, chunk) = sizes(lu, xfer, blocks);
+    xfer.set_command_len(total);
+    let bs = lu.geometry().block_size as u64;
+    let mut done = 0u64;
+    while done < total {
+        let len = (total - done).min(chunk as u64) as usize;
+        let mut data = xfer.receive(len).await.map_err(transfer_failed)?;
+        let old = xfer.buffer().await;
+        let (result, mut old) = lu.volume().read(old, 0, len, lba * bs + done).await;
+        result.map_err(|e| io_failed(&e, false))?;
+        old.set_len(len);
+        for (d, o) in data.as_mut_slice().iter_mut().zip(old.as_slice()) {
+            *d |= *o;
+        }
+        let (result, _) = lu
+            .volume()
+            .write(data, 0, len, lba * bs + done, durability(lu, fua))
+            .await;
+        result.map_err(|e| io_failed(&e, true))?;
+        done += len as u64;
+    }
+    Ok(())
+}
+
+async fn compare_and_write<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    lba: u64,
+    blocks: u64,
+    fua: bool,
+) -> Exec {
+    let bs = lu.geometry().block_size as usize;
+    let len = blocks as usize * bs;
+    xfer.set_command_len(2 * len as u64);
+    if len == 0 {
+        return Ok(());
+    }
+    if 2 * len > xfer.chunk_bytes() {
+        return Err(check(Sense::invalid_field_in_cdb(13, None)));
+    }
+    let data = xfer.receive(2 * len).await.map_err(transfer_failed)?;
+    let scratch = xfer.buffer().await;
+    let (result, _data, _scratch) = lu
+        .volume()
+        .compare_and_write(data, scratch, len, lba * bs as u64, durability(lu, fua))
+        .await;
+    match result.map_err(|e| io_failed(&e, true))? {
+        CompareOutcome::Written => Ok(()),
+        CompareOutcome::Miscompare(at) => Err(check(Sense::miscompare(at as u64))),
+    }
+}
+
+async fn write_same<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    lba: u64,
+    blocks: u64,
+    unmap: bool,
+    ndob: bool,
+) -> Exec {
+    let geom = lu.geometry();
+    let bs = geom.block_size as usize;
+    let pattern: Option<Buf> = if ndob {
+        xfer.set_command_len(0);
+        None
+    } else {
+        xfer.set_command_len(bs as u64);
+        Some(xfer.receive(bs).await.map_err(transfer_failed)?)
+    };
+    let zeroes = pattern
+        .as_ref()
+        .is_none_or(|p| p.as_slice().iter().all(|&b| b == 0));
+    let offset = lba * bs as u64;
+    let len = blocks * bs as u64;
+    let how = durability(lu, false);
+    if zeroes {
+        return lu
+            .volume()
+            .write_zeroes(offset, len, unmap && geom.thin, how)
+            .await
+            .map_err(|e| io_failed(&e, true));
+    }
+    let Some(pattern) = pattern else {
+        return Ok(());
+    };
+    let mut fill = xfer.buffer().await;
+    let per = (fill.capacity() / bs).max(1) * bs;
+    fill.set_len(per);
+    for blk in fill.as_mut_slice().chunks_mut(bs) {
+        blk.copy_from_slice(pattern.as_slice());
+    }
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(per as u64) as usize;
+        let (result, back) = lu.volume().write(fill, 0, n, offset + done, how).await;
+        fill = back;
+        result.map_err(|e| io_failed(&e, true))?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+async fn unmap_command<T: DataTransfer>(lu: &LogicalUnit, xfer: &mut T, param_len: usize) -> Exec {
+    let params = receive_small(xfer, param_len).await?;
+    let geom = lu.geometry();
+    let ranges = unmap::parse_unmap(&params, &geom)?;
+    let bs = geom.block_size as u64;
+    for (lba, blocks) in ranges {
+        lu.volume()
+            .unmap(lba * bs, blocks as u64 * bs, durability(lu, false))
+            .await
+            .map_err(|e| io_failed(&e, true))?;
+    }
+    Ok(())
+}
+
+async fn get_lba_status<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    lba: u64,
+    alloc_len: u32,
+) -> Exec {
+    let geom = lu.geometry();
+    let bs = geom.block_size as u64;
+    let span_blocks = (geom.num_blocks - lba).min(1 << 20);
+    let extents = lu
+        .volume()
+        .allocation(lba * bs, span_blocks * bs)
+        .await
+        .map_err(|e| io_failed(&e, false))?;
+    let runs: Vec<(u64, u64, bool)> = extents
+        .iter()
+        .map(|e| (e.offset / bs, e.len.div_ceil(bs), e.mapped))
+        .collect();
+    let data = lba_status::get_lba_status_data(&runs, alloc_len);
+    send_small(xfer, data, alloc_len as usize).await
+}

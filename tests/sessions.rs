@@ -1,0 +1,113 @@
+//! Session life: login and logout, session reinstatement (same initiator and ISID with TSIH 0
+//! ends the old session and queues I_T NEXUS LOSS OCCURRED), unit attentions, task management,
+//! and SIGTERM with I/O in flight (initiators are asked to log out, the daemon exits cleanly).
+
+mod common;
+
+use std::time::Duration;
+
+use common::initiator::{read10, write10, Conn, LoginOptions};
+use common::{Daemon, IQN};
+
+const TUR: [u8; 6] = [0, 0, 0, 0, 0, 0];
+
+#[test]
+fn first_command_sees_power_on_then_goes_through() {
+    let d = Daemon::start("power-on");
+    let mut c = Conn::connect(d.addr);
+    c.login(&LoginOptions::new(IQN)).unwrap();
+    let r = c.scsi(0, &TUR, &[], 0).unwrap();
+    assert_eq!(r.status, 2);
+    assert_eq!(r.sense_key(), (6, 0x29, 0x00), "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED");
+    assert_eq!(c.scsi(0, &TUR, &[], 0).unwrap().status, 0);
+    assert_eq!(c.logout().unwrap(), 0);
+}
+
+#[test]
+fn write_then_read_through_r2t_and_immediate_data() {
+    let d = Daemon::start("rw");
+    for (immediate, initial_r2t) in [(true, false), (false, true), (true, true)] {
+        let mut c = Conn::connect(d.addr);
+        let mut o = LoginOptions::new(IQN);
+        o.immediate_data = immediate;
+        o.initial_r2t = initial_r2t;
+        c.login(&o).unwrap();
+        let _ = c.scsi(0, &TUR, &[], 0);
+        let data: Vec<u8> = (0..300 * 512).map(|i| (i * 7 % 251) as u8).collect();
+        let w = c.scsi(0, &write10(100, 300), &data, 0).unwrap();
+        assert_eq!(w.status, 0, "write status, sense {:?}", w.sense_key());
+        let r = c.scsi(0, &read10(100, 300), &[], data.len() as u32).unwrap();
+        assert_eq!(r.status, 0);
+        assert!(r.data == data, "read back differs (immediate {immediate}, initial_r2t {initial_r2t})");
+        c.logout().unwrap();
+    }
+}
+
+#[test]
+fn residual_underflow_is_reported() {
+    let d = Daemon::start("residual");
+    let mut c = Conn::connect(d.addr);
+    c.login(&LoginOptions::new(IQN)).unwrap();
+    let _ = c.scsi(0, &TUR, &[], 0);
+    let r = c.scsi(0, &read10(0, 1), &[], 1024).unwrap();
+    assert_eq!(r.status, 0);
+    assert_eq!(r.data.len(), 512);
+    assert!(r.underflow && r.residual == 512, "underflow {} residual {}", r.underflow, r.residual);
+}
+
+#[test]
+fn reinstatement_ends_the_old_session_and_raises_nexus_loss() {
+    let d = Daemon::start("reinstate");
+    let o = LoginOptions::new(IQN);
+    let mut old = Conn::connect(d.addr);
+    old.login(&o).unwrap();
+    let _ = old.scsi(0, &TUR, &[], 0);
+    assert_eq!(old.scsi(0, &TUR, &[], 0).unwrap().status, 0);
+    let mut new = Conn::connect(d.addr);
+    new.login(&o).expect("the reinstating login succeeds");
+    assert!(old.closed_within(Duration::from_secs(5)), "the old session's connection is closed");
+    let r = new.scsi(0, &TUR, &[], 0).unwrap();
+    assert_eq!(r.status, 2);
+    assert_eq!(r.sense_key(), (6, 0x29, 0x07), "I_T NEXUS LOSS OCCURRED");
+    assert_eq!(new.scsi(0, &TUR, &[], 0).unwrap().status, 0);
+}
+
+#[test]
+fn abort_of_an_unknown_task_is_function_complete() {
+    let d = Daemon::start("abort");
+    let mut c = Conn::connect(d.addr);
+    c.login(&LoginOptions::new(IQN)).unwrap();
+    assert_eq!(c.tmf(1, 0, 0x4242).unwrap(), 0);
+    assert_eq!(c.tmf(5, 0, 0).unwrap(), 0, "LOGICAL UNIT RESET");
+    assert_eq!(c.tmf(5, 9, 0).unwrap(), 2, "LUN RESET of a missing LUN: LUN does not exist");
+}
+
+#[test]
+fn sigterm_with_io_in_flight_asks_for_logout_and_exits_cleanly() {
+    let mut d = Daemon::start("sigterm");
+    let addr = d.addr;
+    let worker = std::thread::spawn(move || {
+        let mut c = Conn::connect(addr);
+        c.login(&LoginOptions::new(IQN)).unwrap();
+        let _ = c.scsi(0, &TUR, &[], 0);
+        let data = vec![0x5au8; 64 * 1024];
+        let mut writes = 0;
+        for i in 0..10_000u32 {
+            match c.scsi(0, &write10(i % 1000 * 128, 128), &data, 0) {
+                Ok(r) if r.status == 0 => writes += 1,
+                _ => break,
+            }
+            if c.async_messages.contains(&1) {
+                let _ = c.logout();
+                break;
+            }
+        }
+        (writes, c.async_messages.clone())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let status = d.terminate().expect("ringsand exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}; log:\n{}", d.log_text());
+    let (writes, asyncs) = worker.join().unwrap();
+    assert!(writes > 0, "I/O was in flight");
+    assert!(asyncs.contains(&1), "the initiator was asked to log out (Async Message event 1)");
+}

@@ -55,8 +55,6 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     daemon: RawDaemon,
-    #[serde(default, rename = "portal")]
-    portals: Vec<Spanned<String>>,
     #[serde(default, rename = "target")]
     targets: Vec<RawTarget>,
 }
@@ -69,6 +67,8 @@ struct RawDaemon {
     buffer_size_kib: Option<Spanned<u32>>,
     buffer_count: Option<Spanned<u32>>,
     oui: Option<Spanned<String>>,
+    #[serde(default)]
+    portals: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,11 +354,11 @@ impl Validator<'_> {
             None => None,
         };
         let mut portals = Vec::new();
-        for (i, p) in raw.portals.iter().enumerate() {
+        for (i, p) in raw.daemon.portals.iter().enumerate() {
             match p.get_ref().parse::<SocketAddr>() {
                 Ok(a) if !portals.contains(&a) => portals.push(a),
-                Ok(_) => return self.err(p.span(), format!("portal[{i}]"), "duplicate portal"),
-                Err(_) => return self.err(p.span(), format!("portal[{i}]"), "must be ADDRESS:PORT, e.g. \"127.0.0.1:3260\" or \"[::1]:3260\""),
+                Ok(_) => return self.err(p.span(), format!("daemon.portals[{i}]"), "duplicate portal"),
+                Err(_) => return self.err(p.span(), format!("daemon.portals[{i}]"), "must be ADDRESS:PORT, e.g. \"127.0.0.1:3260\" or \"[::1]:3260\""),
             }
         }
         if portals.is_empty() {
@@ -505,8 +505,7 @@ mod tests {
 [daemon]
 data_dir = "/var/lib/ringsan"
 reactors = 2
-
-portal = ["127.0.0.1:3260", "[::1]:3260"]
+portals = ["127.0.0.1:3260", "[::1]:3260"]
 
 [[target]]
 iqn = "iqn.2026-11.io.ringsan:one"
@@ -542,10 +541,10 @@ block_size = 4096
     fn errors_name_line_and_field() {
         let bad = GOOD.replace("block_size = 4096", "block_size = 1000");
         let e = Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string();
-        assert!(e.starts_with("t.toml:21: field `target[0].lun[1].block_size`"), "{e}");
+        assert!(e.starts_with("t.toml:20: field `target[0].lun[1].block_size`"), "{e}");
         let bad = GOOD.replace("size = \"10G\"", "size = \"10Q\"");
         let e = Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string();
-        assert!(e.contains("t.toml:16:") && e.contains("lun[0].size"), "{e}");
+        assert!(e.contains("t.toml:15:") && e.contains("lun[0].size"), "{e}");
         let bad = GOOD.replace("lun = 1", "lun = 0");
         assert!(Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string().contains("defined twice"));
         let bad = GOOD.replace("iqn.2026-11.io.ringsan:one", "not-a-name");

@@ -125,7 +125,7 @@ fn limits(config: &Config) -> TargetLimits {
 impl Daemon {
     /// Opens everything and starts serving; returns once every portal is bound on every reactor.
     pub fn start(config: &Config) -> Result<Daemon, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Reactor(e))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(StartError::Reactor)?;
         let server = Arc::new(Server::new(build_targets(config)?, limits(config)));
         let reactor_config = ReactorConfig {
             buffer_size_bytes: config.buffer_size_bytes,

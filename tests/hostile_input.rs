@@ -62,8 +62,8 @@ fn unknown_opcode_is_rejected_and_the_session_goes_on() {
 fn oversized_data_segment_is_rejected_and_the_connection_closed() {
     let mut d = Daemon::start("oversize");
     let mut c = logged_in(&d, 2);
-    let n = NopOut { immediate: true, data_len: 16 << 20, lun: 0, itt: 9, ttt: 0xffff_ffff, cmdsn: c.cmdsn, exp_statsn: c.exp_statsn };
-    // Announce 16 MiB but send only the header: the target must not try to allocate or read it.
+    let n = NopOut { immediate: true, data_len: 0x00ff_ffff, lun: 0, itt: 9, ttt: 0xffff_ffff, cmdsn: c.cmdsn, exp_statsn: c.exp_statsn };
+    // Announce 16 MiB - 1 (the 24-bit maximum) but send only the header: the target must not try to allocate or read it.
     c.stream.write_all(&n.encode().0).unwrap();
     expect_reject(&mut c, reject_reason::PROTOCOL_ERROR);
     assert!(c.closed_within(Duration::from_secs(5)), "connection should be closed");
@@ -130,6 +130,7 @@ fn login_pdu_in_full_feature_phase_is_rejected_and_closed() {
 fn a_connection_that_stops_mid_pdu_does_not_disturb_others() {
     let mut d = Daemon::start("mid-pdu");
     let mut other = logged_in(&d, 5);
+    let _ = other.scsi(0, &[0, 0, 0, 0, 0, 0], &[], 0); // consume the power-on unit attention
     {
         let mut c = logged_in(&d, 6);
         let w = write10(0, 8);

@@ -19,7 +19,7 @@ fn iscsi_ls_discovers_the_target_and_its_luns() {
     assert!(ok, "{out}\n{}", d.log_text());
     assert!(out.contains(IQN), "{out}");
     assert!(out.contains("Lun:0") && out.contains("Lun:3"), "{out}");
-    assert!(out.contains("Direct-Access"), "{out}");
+    assert!(out.contains("Type:DIRECT_ACCESS"), "{out}");
 }
 
 #[test]
@@ -29,12 +29,12 @@ fn iscsi_inq_reports_identity_and_vpd_pages() {
     let (ok, out) = run(Command::new("iscsi-inq").arg(d.url(0)), T);
     assert!(ok, "{out}\n{}", d.log_text());
     assert!(out.contains("RINGSAN"), "{out}");
-    let (ok, out) = run(Command::new("iscsi-inq").arg("-e").arg("1").arg("-c").arg("0x80").arg(d.url(0)), T);
+    let (ok, out) = run(Command::new("iscsi-inq").arg("-e").arg("1").arg("-c").arg("128").arg(d.url(0)), T);
     assert!(ok, "{out}");
-    assert!(out.to_lowercase().contains("serial"), "{out}");
-    let (ok, out) = run(Command::new("iscsi-inq").arg("-e").arg("1").arg("-c").arg("0x83").arg(d.url(0)), T);
+    assert!(out.contains("Unit Serial Number:["), "{out}");
+    let (ok, out) = run(Command::new("iscsi-inq").arg("-e").arg("1").arg("-c").arg("131").arg(d.url(0)), T);
     assert!(ok, "{out}");
-    assert!(out.contains("NAA") || out.contains("naa"), "{out}");
+    assert!(out.contains("(3) NAA") && out.contains("TARGET_PORT_GROUP") && out.contains("RELATIVE_TARGET_PORT"), "{out}");
 }
 
 #[test]

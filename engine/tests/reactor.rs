@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ringsan_engine::disk::{create_sparse, Disk, FileDisk};
+use ringsan_engine::disk::{create_sparse, FileDisk};
 use ringsan_engine::net::{Gather, Segment, TcpListener, TcpStream, Transport};
 use ringsan_engine::reactor::buffer_pool;
 use ringsan_engine::volume::{CompareOutcome, Durability, Volume};

@@ -85,7 +85,7 @@ impl Wire<'_> {
 
 /// Runs the login phase on `stream`; returns the session ready for full-feature phase.
 pub async fn run(server: &Arc<Server>, stream: &Rc<TcpStream>, reader: &mut Reader) -> Result<Rc<Session>, LoginError> {
-    let mut machine = LoginMachine::new(server.limits.clone());
+    let mut machine = LoginMachine::new(server.limits);
     let mut wire = Wire { stream, stat_sn: rand::random::<u32>() & 0x00ff_ffff };
     loop {
         let header = reader.header(stream).await?;

@@ -80,13 +80,10 @@ impl IscsiTransfer {
         while at < len {
             let n = (len - at).min(max);
             let end_of_data = at + n == len && (last_good || self.in_offset + n as u64 >= wanted);
-            let end_of_burst = (self.in_offset + n as u64) % burst == 0;
+            let end_of_burst = (self.in_offset + n as u64).is_multiple_of(burst);
             let with_status = last_good && at + n == len;
             self.data_in(make(at..at + n), end_of_data || end_of_burst, with_status);
             at += n;
-        }
-        if len == 0 && last_good && self.in_offset > 0 {
-            // Everything was clipped by the expected length: status goes in the response.
         }
     }
 

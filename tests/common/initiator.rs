@@ -75,6 +75,12 @@ pub struct Conn {
     pub max_recv: usize,
     pub tsih: u16,
     pub async_messages: Vec<u8>,
+    /// Negotiated: the initiator may send immediate data.
+    pub immediate_data: bool,
+    /// Negotiated: unsolicited Data-Out is not allowed.
+    pub initial_r2t: bool,
+    /// Negotiated FirstBurstLength.
+    pub first_burst: usize,
 }
 
 impl Conn {
@@ -82,7 +88,7 @@ impl Conn {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn { stream, cmdsn: 1, exp_statsn: 0, itt: 1, header_digest: false, data_digest: false, max_recv: 8192, tsih: 0, async_messages: Vec::new() }
+        Conn { stream, cmdsn: 1, exp_statsn: 0, itt: 1, header_digest: false, data_digest: false, max_recv: 8192, tsih: 0, async_messages: Vec::new(), immediate_data: true, initial_r2t: true, first_burst: 65536 }
     }
 
     pub fn next_itt(&mut self) -> u32 {
@@ -158,6 +164,10 @@ impl Conn {
             ("FirstBurstLength".into(), "65536".into()),
         ];
         keys.extend(o.extra.iter().cloned());
+        // The target accepts what we offer for these (AND/OR rules with its permissive limits).
+        self.immediate_data = o.immediate_data;
+        self.initial_r2t = o.initial_r2t;
+        self.first_burst = 65536;
         self.login_keys(o.isid, &keys, o.header_digest, o.data_digest)
     }
 
@@ -210,7 +220,7 @@ impl Conn {
         let itt = self.next_itt();
         let mut c = [0u8; 16];
         c[..cdb.len().min(16)].copy_from_slice(&cdb[..cdb.len().min(16)]);
-        let immediate = data_out.len().min(65536).min(8192);
+        let immediate = if self.immediate_data { data_out.len().min(self.first_burst).min(8192) } else { 0 };
         let cmd = ScsiCommand {
             immediate: false,
             final_flag: true,
@@ -228,6 +238,18 @@ impl Conn {
         };
         self.cmdsn = self.cmdsn.wrapping_add(1);
         self.send(&cmd.encode(), &data_out[..immediate])?;
+        if !self.initial_r2t {
+            // Unsolicited Data-Out up to FirstBurstLength (RFC 7143 §11.7.1).
+            let end = data_out.len().min(self.first_burst);
+            let (mut off, mut sn) = (immediate, 0);
+            while off < end {
+                let n = (end - off).min(8192);
+                let d = DataOut { final_flag: off + n == end, data_len: n as u32, lun: encode_lun(lun), itt, ttt: 0xffff_ffff, exp_statsn: self.exp_statsn, data_sn: sn, buffer_offset: off as u32 };
+                self.send(&d.encode(), &data_out[off..off + n])?;
+                sn += 1;
+                off += n;
+            }
+        }
         let mut result = ScsiResult::default();
         loop {
             let (r, data) = self.recv_response()?;

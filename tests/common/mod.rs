@@ -42,7 +42,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// appended inside the target table (ACLs, CHAP).
 pub fn config_text(dir: &Path, port: u16, luns: &[(u16, &str, u32)], extra: &str) -> String {
     let mut s = format!(
-        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 64\n\nportal = [\"127.0.0.1:{port}\"]\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 64\nportals = [\"127.0.0.1:{port}\"]\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
         dir.display()
     );
     for (lun, size, bs) in luns {

@@ -122,7 +122,11 @@ pub struct ChapConfig {
 
 impl std::fmt::Debug for ChapConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ChapConfig {{ user: {:?}, secret: <redacted> }}", self.user)
+        write!(
+            f,
+            "ChapConfig {{ user: {:?}, secret: <redacted> }}",
+            self.user
+        )
     }
 }
 
@@ -192,7 +196,9 @@ impl Config {
             buffer_size_bytes: 256 * 1024,
             buffer_count: 256,
             oui: None,
-            portals: vec![DEMO_PORTAL.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3260)))],
+            portals: vec![DEMO_PORTAL
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3260)))],
             targets: vec![TargetConfig {
                 iqn: DEMO_IQN.to_string(),
                 tpgt: 1,
@@ -253,7 +259,10 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// shaped as a version-4-like UUID. Stable across restarts, distinct across LUNs.
 pub fn derive_uuid(iqn: &str, lun: u16) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (half, seed) in [0xcbf29ce484222325u64, 0x84222325cbf29ce4].iter().enumerate() {
+    for (half, seed) in [0xcbf29ce484222325u64, 0x84222325cbf29ce4]
+        .iter()
+        .enumerate()
+    {
         let mut h = *seed;
         for b in iqn.bytes().chain(lun.to_be_bytes()).chain([half as u8]) {
             h ^= b as u64;
@@ -314,7 +323,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, field: String, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: String,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             file: self.file.to_string(),
             line: line_of(self.text, span.start),
@@ -327,21 +341,33 @@ impl Validator<'_> {
         let data_dir = self.path(raw.daemon.data_dir.as_deref().unwrap_or("data"));
         let reactors = match &raw.daemon.reactors {
             Some(r) if !(1..=64).contains(r.get_ref()) => {
-                return self.err(r.span(), "daemon.reactors".into(), "must be between 1 and 64")
+                return self.err(
+                    r.span(),
+                    "daemon.reactors".into(),
+                    "must be between 1 and 64",
+                )
             }
             Some(r) => *r.get_ref() as usize,
             None => default_reactors(),
         };
         let buffer_size_bytes = match &raw.daemon.buffer_size_kib {
             Some(b) if !(64..=4096).contains(b.get_ref()) || b.get_ref() % 4 != 0 => {
-                return self.err(b.span(), "daemon.buffer_size_kib".into(), "must be a multiple of 4 between 64 and 4096")
+                return self.err(
+                    b.span(),
+                    "daemon.buffer_size_kib".into(),
+                    "must be a multiple of 4 between 64 and 4096",
+                )
             }
             Some(b) => *b.get_ref() as usize * 1024,
             None => 256 * 1024,
         };
         let buffer_count = match &raw.daemon.buffer_count {
             Some(c) if !(16..=16384).contains(c.get_ref()) => {
-                return self.err(c.span(), "daemon.buffer_count".into(), "must be between 16 and 16384")
+                return self.err(
+                    c.span(),
+                    "daemon.buffer_count".into(),
+                    "must be between 16 and 16384",
+                )
             }
             Some(c) => *c.get_ref() as usize,
             None => 256,
@@ -349,7 +375,13 @@ impl Validator<'_> {
         let oui = match &raw.daemon.oui {
             Some(o) => match u32::from_str_radix(o.get_ref().trim_start_matches("0x"), 16) {
                 Ok(v) if v <= 0xFF_FFFF && !o.get_ref().is_empty() => Some(v),
-                _ => return self.err(o.span(), "daemon.oui".into(), "must be a 24-bit IEEE OUI in hex, e.g. \"001405\""),
+                _ => {
+                    return self.err(
+                        o.span(),
+                        "daemon.oui".into(),
+                        "must be a 24-bit IEEE OUI in hex, e.g. \"001405\"",
+                    )
+                }
             },
             None => None,
         };
@@ -357,8 +389,16 @@ impl Validator<'_> {
         for (i, p) in raw.daemon.portals.iter().enumerate() {
             match p.get_ref().parse::<SocketAddr>() {
                 Ok(a) if !portals.contains(&a) => portals.push(a),
-                Ok(_) => return self.err(p.span(), format!("daemon.portals[{i}]"), "duplicate portal"),
-                Err(_) => return self.err(p.span(), format!("daemon.portals[{i}]"), "must be ADDRESS:PORT, e.g. \"127.0.0.1:3260\" or \"[::1]:3260\""),
+                Ok(_) => {
+                    return self.err(p.span(), format!("daemon.portals[{i}]"), "duplicate portal")
+                }
+                Err(_) => {
+                    return self.err(
+                        p.span(),
+                        format!("daemon.portals[{i}]"),
+                        "must be ADDRESS:PORT, e.g. \"127.0.0.1:3260\" or \"[::1]:3260\"",
+                    )
+                }
             }
         }
         if portals.is_empty() {
@@ -370,12 +410,23 @@ impl Validator<'_> {
             targets.push(target);
         }
         self.check_unique_targets(&targets)?;
-        Ok(Config { data_dir, reactors, buffer_size_bytes, buffer_count, oui, portals, targets })
+        Ok(Config {
+            data_dir,
+            reactors,
+            buffer_size_bytes,
+            buffer_count,
+            oui,
+            portals,
+            targets,
+        })
     }
 
     fn check_unique_targets(&self, targets: &[TargetConfig]) -> Result<(), ConfigError> {
         for (i, t) in targets.iter().enumerate() {
-            if let Some(j) = targets[..i].iter().position(|o| o.iqn.eq_ignore_ascii_case(&t.iqn)) {
+            if let Some(j) = targets[..i]
+                .iter()
+                .position(|o| o.iqn.eq_ignore_ascii_case(&t.iqn))
+            {
                 return Err(ConfigError::Invalid {
                     file: self.file.to_string(),
                     line: 1,
@@ -403,55 +454,111 @@ impl Validator<'_> {
         }
         let iqn = t.iqn.get_ref().to_ascii_lowercase();
         let tpgt = match &t.tpgt {
-            Some(v) if !(1..=65535).contains(v.get_ref()) => return self.err(v.span(), field("tpgt"), "must be between 1 and 65535"),
+            Some(v) if !(1..=65535).contains(v.get_ref()) => {
+                return self.err(v.span(), field("tpgt"), "must be between 1 and 65535")
+            }
             Some(v) => *v.get_ref() as u16,
             None => 1,
         };
         let mut allow = Vec::new();
         for (k, a) in t.allow.iter().enumerate() {
             if !valid_iscsi_name(a.get_ref()) {
-                return self.err(a.span(), field(&format!("allow[{k}]")), "not a valid iSCSI initiator name");
+                return self.err(
+                    a.span(),
+                    field(&format!("allow[{k}]")),
+                    "not a valid iSCSI initiator name",
+                );
             }
             allow.push(a.get_ref().to_ascii_lowercase());
         }
         let chap = t.chap.map(|c| self.chap(&field("chap"), c)).transpose()?;
-        let mutual_chap = t.mutual_chap.map(|c| self.chap(&field("mutual_chap"), c)).transpose()?;
+        let mutual_chap = t
+            .mutual_chap
+            .map(|c| self.chap(&field("mutual_chap"), c))
+            .transpose()?;
         if let (None, Some(_)) = (&chap, &mutual_chap) {
-            return self.err(0..0, field("mutual_chap"), "mutual CHAP needs `chap` for the initiator as well");
+            return self.err(
+                0..0,
+                field("mutual_chap"),
+                "mutual CHAP needs `chap` for the initiator as well",
+            );
         }
         if let (Some(a), Some(b)) = (&chap, &mutual_chap) {
             if a.secret == b.secret {
-                return self.err(0..0, field("mutual_chap.secret"), "must differ from the initiator's CHAP secret (RFC 7143 §12.1.3)");
+                return self.err(
+                    0..0,
+                    field("mutual_chap.secret"),
+                    "must differ from the initiator's CHAP secret (RFC 7143 §12.1.3)",
+                );
             }
         }
         let mut luns: Vec<LunConfig> = Vec::new();
         for (k, l) in t.luns.into_iter().enumerate() {
             let lun = self.lun(&field(&format!("lun[{k}]")), &iqn, l, data_dir)?;
             if luns.iter().any(|o| o.lun == lun.lun) {
-                return self.err(0..0, field(&format!("lun[{k}].lun")), format!("LUN {} is defined twice", lun.lun));
+                return self.err(
+                    0..0,
+                    field(&format!("lun[{k}].lun")),
+                    format!("LUN {} is defined twice", lun.lun),
+                );
             }
             luns.push(lun);
         }
-        Ok(TargetConfig { iqn, tpgt, alias: t.alias, allow, chap, mutual_chap, luns })
+        Ok(TargetConfig {
+            iqn,
+            tpgt,
+            alias: t.alias,
+            allow,
+            chap,
+            mutual_chap,
+            luns,
+        })
     }
 
     fn chap(&self, field: &str, c: RawChap) -> Result<ChapConfig, ConfigError> {
         if c.user.get_ref().is_empty() || c.user.get_ref().len() > 255 {
-            return self.err(c.user.span(), format!("{field}.user"), "must be 1 to 255 characters");
+            return self.err(
+                c.user.span(),
+                format!("{field}.user"),
+                "must be 1 to 255 characters",
+            );
         }
         if !(12..=255).contains(&c.secret.get_ref().len()) {
-            return self.err(c.secret.span(), format!("{field}.secret"), "must be 12 to 255 characters (RFC 7143 §12.1.3 wants at least 96 bits)");
+            return self.err(
+                c.secret.span(),
+                format!("{field}.secret"),
+                "must be 12 to 255 characters (RFC 7143 §12.1.3 wants at least 96 bits)",
+            );
         }
-        Ok(ChapConfig { user: c.user.into_inner(), secret: c.secret.into_inner() })
+        Ok(ChapConfig {
+            user: c.user.into_inner(),
+            secret: c.secret.into_inner(),
+        })
     }
 
-    fn lun(&self, field: &str, iqn: &str, l: RawLun, data_dir: &Path) -> Result<LunConfig, ConfigError> {
+    fn lun(
+        &self,
+        field: &str,
+        iqn: &str,
+        l: RawLun,
+        data_dir: &Path,
+    ) -> Result<LunConfig, ConfigError> {
         let number = *l.lun.get_ref();
         if number > 16383 {
-            return self.err(l.lun.span(), format!("{field}.lun"), "must be between 0 and 16383");
+            return self.err(
+                l.lun.span(),
+                format!("{field}.lun"),
+                "must be between 0 and 16383",
+            );
         }
         let block_size = match &l.block_size {
-            Some(b) if *b.get_ref() != 512 && *b.get_ref() != 4096 => return self.err(b.span(), format!("{field}.block_size"), "must be 512 or 4096"),
+            Some(b) if *b.get_ref() != 512 && *b.get_ref() != 4096 => {
+                return self.err(
+                    b.span(),
+                    format!("{field}.block_size"),
+                    "must be 512 or 4096",
+                )
+            }
             Some(b) => *b.get_ref(),
             None => 512,
         };
@@ -464,8 +571,20 @@ impl Validator<'_> {
                 };
                 match bytes {
                     Some(b) if b > 0 && b % block_size as u64 == 0 => Some(b),
-                    Some(_) => return self.err(s.span(), format!("{field}.size"), format!("must be a positive multiple of the block size ({block_size})")),
-                    None => return self.err(s.span(), format!("{field}.size"), "must be a size like 1073741824, \"512M\", \"10G\""),
+                    Some(_) => {
+                        return self.err(
+                            s.span(),
+                            format!("{field}.size"),
+                            format!("must be a positive multiple of the block size ({block_size})"),
+                        )
+                    }
+                    None => {
+                        return self.err(
+                            s.span(),
+                            format!("{field}.size"),
+                            "must be a size like 1073741824, \"512M\", \"10G\"",
+                        )
+                    }
                 }
             }
         };
@@ -477,13 +596,24 @@ impl Validator<'_> {
             None => derive_uuid(iqn, number as u16),
         };
         if let Some(s) = &l.serial {
-            if s.get_ref().is_empty() || s.get_ref().len() > 64 || !s.get_ref().chars().all(|c| c.is_ascii_graphic()) {
-                return self.err(s.span(), format!("{field}.serial"), "must be 1 to 64 printable ASCII characters");
+            if s.get_ref().is_empty()
+                || s.get_ref().len() > 64
+                || !s.get_ref().chars().all(|c| c.is_ascii_graphic())
+            {
+                return self.err(
+                    s.span(),
+                    format!("{field}.serial"),
+                    "must be 1 to 64 printable ASCII characters",
+                );
             }
         }
         let path = {
             let p = Path::new(l.path.get_ref());
-            if p.is_absolute() { p.to_path_buf() } else { data_dir.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                data_dir.join(p)
+            }
         };
         Ok(LunConfig {
             lun: number as u16,
@@ -540,20 +670,38 @@ block_size = 4096
     #[test]
     fn errors_name_line_and_field() {
         let bad = GOOD.replace("block_size = 4096", "block_size = 1000");
-        let e = Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string();
-        assert!(e.starts_with("t.toml:20: field `target[0].lun[1].block_size`"), "{e}");
+        let e = Config::parse(&bad, "t.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.toml:20: field `target[0].lun[1].block_size`"),
+            "{e}"
+        );
         let bad = GOOD.replace("size = \"10G\"", "size = \"10Q\"");
-        let e = Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string();
+        let e = Config::parse(&bad, "t.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.toml:15:") && e.contains("lun[0].size"), "{e}");
         let bad = GOOD.replace("lun = 1", "lun = 0");
-        assert!(Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string().contains("defined twice"));
+        assert!(Config::parse(&bad, "t.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("defined twice"));
         let bad = GOOD.replace("iqn.2026-11.io.ringsan:one", "not-a-name");
-        assert!(Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string().contains("target[0].iqn"));
+        assert!(Config::parse(&bad, "t.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("target[0].iqn"));
         let bad = GOOD.replace("reactors = 2", "reactor = 2");
-        let e = Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string();
+        let e = Config::parse(&bad, "t.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.toml:4:") && e.contains("reactor"), "{e}");
         let bad = GOOD.replace("0123456789abcdef", "short");
-        assert!(Config::parse(&bad, "t.toml", Path::new("/")).unwrap_err().to_string().contains("chap.secret"));
+        assert!(Config::parse(&bad, "t.toml", Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("chap.secret"));
     }
 
     #[test]

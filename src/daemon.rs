@@ -64,11 +64,20 @@ pub struct Daemon {
 }
 
 fn lun_error(t: &TargetConfig, l: &LunConfig, message: impl Into<String>) -> StartError {
-    StartError::Lun { target: t.iqn.clone(), lun: l.lun, path: l.path.clone(), message: message.into() }
+    StartError::Lun {
+        target: t.iqn.clone(),
+        lun: l.lun,
+        path: l.path.clone(),
+        message: message.into(),
+    }
 }
 
 /// Opens one LUN's backing store and builds its logical unit.
-pub fn open_lun(t: &TargetConfig, l: &LunConfig, config: &Config) -> Result<LogicalUnit, StartError> {
+pub fn open_lun(
+    t: &TargetConfig,
+    l: &LunConfig,
+    config: &Config,
+) -> Result<LogicalUnit, StartError> {
     if let Some(size) = l.size_bytes {
         let actual = create_sparse(&l.path, size).map_err(|e| lun_error(t, l, e.to_string()))?;
         if actual != size && l.path.is_file() {
@@ -78,11 +87,22 @@ pub fn open_lun(t: &TargetConfig, l: &LunConfig, config: &Config) -> Result<Logi
     let disk = FileDisk::open(&l.path).map_err(|e| lun_error(t, l, e.to_string()))?;
     let info = disk.info().clone();
     if l.block_size < info.logical_block_bytes {
-        return Err(lun_error(t, l, format!("block size {} is smaller than the backing device's logical block ({})", l.block_size, info.logical_block_bytes)));
+        return Err(lun_error(
+            t,
+            l,
+            format!(
+                "block size {} is smaller than the backing device's logical block ({})",
+                l.block_size, info.logical_block_bytes
+            ),
+        ));
     }
     let num_blocks = info.size_bytes / l.block_size as u64;
     if num_blocks == 0 {
-        return Err(lun_error(t, l, "the backing store is smaller than one block"));
+        return Err(lun_error(
+            t,
+            l,
+            "the backing store is smaller than one block",
+        ));
     }
     let mut geometry = LuGeometry::new(l.block_size, num_blocks);
     let physical = info.physical_block_bytes.max(l.block_size);
@@ -94,9 +114,23 @@ pub fn open_lun(t: &TargetConfig, l: &LunConfig, config: &Config) -> Result<Logi
     if !info.direct {
         tracing::warn!(target = %t.iqn, lun = l.lun, path = %l.path.display(), "no O_DIRECT on this file system: buffered I/O");
     }
-    let identity = LuIdentity::new(l.uuid, l.serial.clone(), config.oui, target_port_name(&t.iqn, t.tpgt), t.tpgt, t.tpgt, format!("{},lun,{}", t.iqn, l.lun));
+    let identity = LuIdentity::new(
+        l.uuid,
+        l.serial.clone(),
+        config.oui,
+        target_port_name(&t.iqn, t.tpgt),
+        t.tpgt,
+        t.tpgt,
+        format!("{},lun,{}", t.iqn, l.lun),
+    );
     let mode = ModeState::new(l.write_cache);
-    Ok(LogicalUnit::new(l.lun, Volume::new(disk), geometry, identity, mode))
+    Ok(LogicalUnit::new(
+        l.lun,
+        Volume::new(disk),
+        geometry,
+        identity,
+        mode,
+    ))
 }
 
 fn build_targets(config: &Config) -> Result<Targets, StartError> {
@@ -137,7 +171,8 @@ impl Daemon {
         let mut portals = Vec::new();
         let mut first = Vec::new();
         for p in &config.portals {
-            let l = TcpListener::bind(*p, true).map_err(|source| StartError::Portal { portal: *p, source })?;
+            let l = TcpListener::bind(*p, true)
+                .map_err(|source| StartError::Portal { portal: *p, source })?;
             portals.push(l.local_addr());
             first.push(l);
         }
@@ -145,7 +180,11 @@ impl Daemon {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
         let mut first = Some(first);
         for i in 0..config.reactors.max(1) {
-            let listeners = if i == 0 { first.take().unwrap_or_default() } else { Vec::new() };
+            let listeners = if i == 0 {
+                first.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let server = server.clone();
             let portals = portals.clone();
             let ready = ready_tx.clone();
@@ -164,10 +203,18 @@ impl Daemon {
                     server.begin_shutdown();
                     return Err(e);
                 }
-                Err(_) => return Err(StartError::Reactor(std::io::Error::other("a reactor thread died during start-up"))),
+                Err(_) => {
+                    return Err(StartError::Reactor(std::io::Error::other(
+                        "a reactor thread died during start-up",
+                    )))
+                }
             }
         }
-        Ok(Daemon { server, reactors, portals })
+        Ok(Daemon {
+            server,
+            reactors,
+            portals,
+        })
     }
 
     /// The shared server state.
@@ -185,7 +232,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         if !self.server.registry.is_empty() {
-            tracing::info!(sessions = self.server.registry.len(), "cutting sessions that did not log out");
+            tracing::info!(
+                sessions = self.server.registry.len(),
+                "cutting sessions that did not log out"
+            );
             self.server.cut_all();
         }
         for r in self.reactors {
@@ -195,7 +245,14 @@ impl Daemon {
     }
 }
 
-fn run_reactor(index: usize, rc: ReactorConfig, server: Arc<Server>, portals: Vec<SocketAddr>, mut listeners: Vec<TcpListener>, ready: mpsc::Sender<Result<(), StartError>>) {
+fn run_reactor(
+    index: usize,
+    rc: ReactorConfig,
+    server: Arc<Server>,
+    portals: Vec<SocketAddr>,
+    mut listeners: Vec<TcpListener>,
+    ready: mpsc::Sender<Result<(), StartError>>,
+) {
     let reactor = match Reactor::new(&rc) {
         Ok(r) => r,
         Err(e) => {

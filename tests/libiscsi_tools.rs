@@ -15,7 +15,12 @@ const T: Duration = Duration::from_secs(60);
 fn iscsi_ls_discovers_the_target_and_its_luns() {
     require("iscsi-ls", "libiscsi-bin");
     let d = Daemon::start_with("ls", &[(0, "16M", 512), (3, "8M", 4096)], "");
-    let (ok, out) = run(Command::new("iscsi-ls").arg("-s").arg(format!("iscsi://{}", d.addr)), T);
+    let (ok, out) = run(
+        Command::new("iscsi-ls")
+            .arg("-s")
+            .arg(format!("iscsi://{}", d.addr)),
+        T,
+    );
     assert!(ok, "{out}\n{}", d.log_text());
     assert!(out.contains(IQN), "{out}");
     assert!(out.contains("Lun:0") && out.contains("Lun:3"), "{out}");
@@ -29,12 +34,33 @@ fn iscsi_inq_reports_identity_and_vpd_pages() {
     let (ok, out) = run(Command::new("iscsi-inq").arg(d.url(0)), T);
     assert!(ok, "{out}\n{}", d.log_text());
     assert!(out.contains("RINGSAN"), "{out}");
-    let (ok, out) = run(Command::new("iscsi-inq").arg("-e").arg("1").arg("-c").arg("128").arg(d.url(0)), T);
+    let (ok, out) = run(
+        Command::new("iscsi-inq")
+            .arg("-e")
+            .arg("1")
+            .arg("-c")
+            .arg("128")
+            .arg(d.url(0)),
+        T,
+    );
     assert!(ok, "{out}");
     assert!(out.contains("Unit Serial Number:["), "{out}");
-    let (ok, out) = run(Command::new("iscsi-inq").arg("-e").arg("1").arg("-c").arg("131").arg(d.url(0)), T);
+    let (ok, out) = run(
+        Command::new("iscsi-inq")
+            .arg("-e")
+            .arg("1")
+            .arg("-c")
+            .arg("131")
+            .arg(d.url(0)),
+        T,
+    );
     assert!(ok, "{out}");
-    assert!(out.contains("(3) NAA") && out.contains("TARGET_PORT_GROUP") && out.contains("RELATIVE_TARGET_PORT"), "{out}");
+    assert!(
+        out.contains("(3) NAA")
+            && out.contains("TARGET_PORT_GROUP")
+            && out.contains("RELATIVE_TARGET_PORT"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -43,7 +69,10 @@ fn readcapacity16_reports_size_and_block_size() {
     let d = Daemon::start_with("rc16", &[(0, "64M", 4096)], "");
     let (ok, out) = run(Command::new("iscsi-readcapacity16").arg(d.url(0)), T);
     assert!(ok, "{out}");
-    assert!(out.contains("Logical Block Length:4096") || out.contains("4096"), "{out}");
+    assert!(
+        out.contains("Logical Block Length:4096") || out.contains("4096"),
+        "{out}"
+    );
     // 64 MiB of 4096-byte blocks: last LBA 16383.
     assert!(out.contains("16383") || out.contains("16384"), "{out}");
 }
@@ -68,9 +97,21 @@ fn data_written_with_qemu_img_reads_back() {
     let back = d.dir.join("back.bin");
     let data = pattern(16 << 20, 7);
     std::fs::write(&src, &data).unwrap();
-    let (ok, out) = run(Command::new("qemu-img").args(["convert", "-n", "-f", "raw", "-O", "raw"]).arg(&src).arg(d.url(0)), T);
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+            .arg(&src)
+            .arg(d.url(0)),
+        T,
+    );
     assert!(ok, "write: {out}\n{}", d.log_text());
-    let (ok, out) = run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "raw"]).arg(d.url(0)).arg(&back), T);
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "raw"])
+            .arg(d.url(0))
+            .arg(&back),
+        T,
+    );
     assert!(ok, "read: {out}\n{}", d.log_text());
     let got = std::fs::read(&back).unwrap();
     assert_eq!(got.len(), data.len());
@@ -82,7 +123,16 @@ fn data_written_with_qemu_img_reads_back() {
 #[test]
 fn several_sessions_at_once() {
     require("qemu-img", "qemu-utils");
-    let d = Daemon::start_with("multi", &[(0, "8M", 512), (1, "8M", 512), (2, "8M", 512), (3, "8M", 512)], "");
+    let d = Daemon::start_with(
+        "multi",
+        &[
+            (0, "8M", 512),
+            (1, "8M", 512),
+            (2, "8M", 512),
+            (3, "8M", 512),
+        ],
+        "",
+    );
     let threads: Vec<_> = (0..4u16)
         .map(|lun| {
             let url = d.url(lun);
@@ -92,11 +142,26 @@ fn several_sessions_at_once() {
                 let back = dir.join(format!("back{lun}.bin"));
                 let data = pattern(8 << 20, lun as u8 + 1);
                 std::fs::write(&src, &data).unwrap();
-                let (ok, out) = run(Command::new("qemu-img").args(["convert", "-n", "-f", "raw", "-O", "raw"]).arg(&src).arg(&url), T);
+                let (ok, out) = run(
+                    Command::new("qemu-img")
+                        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+                        .arg(&src)
+                        .arg(&url),
+                    T,
+                );
                 assert!(ok, "{out}");
-                let (ok, out) = run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "raw"]).arg(&url).arg(&back), T);
+                let (ok, out) = run(
+                    Command::new("qemu-img")
+                        .args(["convert", "-f", "raw", "-O", "raw"])
+                        .arg(&url)
+                        .arg(&back),
+                    T,
+                );
                 assert!(ok, "{out}");
-                assert!(std::fs::read(&back).unwrap() == data, "LUN {lun} read back wrong data");
+                assert!(
+                    std::fs::read(&back).unwrap() == data,
+                    "LUN {lun} read back wrong data"
+                );
             })
         })
         .collect();

@@ -18,7 +18,11 @@ fn first_command_sees_power_on_then_goes_through() {
     c.login(&LoginOptions::new(IQN)).unwrap();
     let r = c.scsi(0, &TUR, &[], 0).unwrap();
     assert_eq!(r.status, 2);
-    assert_eq!(r.sense_key(), (6, 0x29, 0x00), "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED");
+    assert_eq!(
+        r.sense_key(),
+        (6, 0x29, 0x00),
+        "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED"
+    );
     assert_eq!(c.scsi(0, &TUR, &[], 0).unwrap().status, 0);
     assert_eq!(c.logout().unwrap(), 0);
 }
@@ -36,9 +40,14 @@ fn write_then_read_through_r2t_and_immediate_data() {
         let data: Vec<u8> = (0..300 * 512).map(|i| (i * 7 % 251) as u8).collect();
         let w = c.scsi(0, &write10(100, 300), &data, 0).unwrap();
         assert_eq!(w.status, 0, "write status, sense {:?}", w.sense_key());
-        let r = c.scsi(0, &read10(100, 300), &[], data.len() as u32).unwrap();
+        let r = c
+            .scsi(0, &read10(100, 300), &[], data.len() as u32)
+            .unwrap();
         assert_eq!(r.status, 0);
-        assert!(r.data == data, "read back differs (immediate {immediate}, initial_r2t {initial_r2t})");
+        assert!(
+            r.data == data,
+            "read back differs (immediate {immediate}, initial_r2t {initial_r2t})"
+        );
         c.logout().unwrap();
     }
 }
@@ -52,7 +61,12 @@ fn residual_underflow_is_reported() {
     let r = c.scsi(0, &read10(0, 1), &[], 1024).unwrap();
     assert_eq!(r.status, 0);
     assert_eq!(r.data.len(), 512);
-    assert!(r.underflow && r.residual == 512, "underflow {} residual {}", r.underflow, r.residual);
+    assert!(
+        r.underflow && r.residual == 512,
+        "underflow {} residual {}",
+        r.underflow,
+        r.residual
+    );
 }
 
 #[test]
@@ -65,7 +79,10 @@ fn reinstatement_ends_the_old_session_and_raises_nexus_loss() {
     assert_eq!(old.scsi(0, &TUR, &[], 0).unwrap().status, 0);
     let mut new = Conn::connect(d.addr);
     new.login(&o).expect("the reinstating login succeeds");
-    assert!(old.closed_within(Duration::from_secs(5)), "the old session's connection is closed");
+    assert!(
+        old.closed_within(Duration::from_secs(5)),
+        "the old session's connection is closed"
+    );
     let r = new.scsi(0, &TUR, &[], 0).unwrap();
     assert_eq!(r.status, 2);
     assert_eq!(r.sense_key(), (6, 0x29, 0x07), "I_T NEXUS LOSS OCCURRED");
@@ -79,7 +96,11 @@ fn abort_of_an_unknown_task_is_function_complete() {
     c.login(&LoginOptions::new(IQN)).unwrap();
     assert_eq!(c.tmf(1, 0, 0x4242).unwrap(), 0);
     assert_eq!(c.tmf(5, 0, 0).unwrap(), 0, "LOGICAL UNIT RESET");
-    assert_eq!(c.tmf(5, 9, 0).unwrap(), 2, "LUN RESET of a missing LUN: LUN does not exist");
+    assert_eq!(
+        c.tmf(5, 9, 0).unwrap(),
+        2,
+        "LUN RESET of a missing LUN: LUN does not exist"
+    );
 }
 
 #[test]
@@ -106,8 +127,15 @@ fn sigterm_with_io_in_flight_asks_for_logout_and_exits_cleanly() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let status = d.terminate().expect("ringsand exits after SIGTERM");
-    assert!(status.success(), "exit status {status:?}; log:\n{}", d.log_text());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        d.log_text()
+    );
     let (writes, asyncs) = worker.join().unwrap();
     assert!(writes > 0, "I/O was in flight");
-    assert!(asyncs.contains(&1), "the initiator was asked to log out (Async Message event 1)");
+    assert!(
+        asyncs.contains(&1),
+        "the initiator was asked to log out (Async Message event 1)"
+    );
 }

@@ -29,7 +29,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -61,13 +63,23 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print_banner(config: &Config, daemon: &Daemon) {
-    println!("ringsand {} serving on {:?}", env!("CARGO_PKG_VERSION"), daemon.portals);
+    println!(
+        "ringsand {} serving on {:?}",
+        env!("CARGO_PKG_VERSION"),
+        daemon.portals
+    );
     let Some(portal) = daemon.portals.first() else {
         return;
     };
     for t in &config.targets {
         for l in &t.luns {
-            println!("  {} LUN {} -> {} ({} byte blocks)", t.iqn, l.lun, l.path.display(), l.block_size);
+            println!(
+                "  {} LUN {} -> {} ({} byte blocks)",
+                t.iqn,
+                l.lun,
+                l.path.display(),
+                l.block_size
+            );
         }
     }
     if let Some(t) = config.targets.first() {

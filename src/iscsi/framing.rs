@@ -90,7 +90,10 @@ impl Reader {
 
     /// Reads the next BHS, its AHS and header digest.
     pub async fn header(&mut self, stream: &TcpStream) -> Result<Header, FramingError> {
-        let buf = self.bhs_buf.take().unwrap_or_else(|| Box::new([0u8; BHS_LEN]));
+        let buf = self
+            .bhs_buf
+            .take()
+            .unwrap_or_else(|| Box::new([0u8; BHS_LEN]));
         let (result, buf) = stream.recv_exact(buf, 0, BHS_LEN).await;
         let bhs = Bhs(*buf);
         self.bhs_buf = Some(buf);
@@ -98,7 +101,13 @@ impl Reader {
         let ahs_len = bhs.total_ahs_len_bytes();
         let mut ahs = Vec::new();
         if ahs_len > 0 {
-            let (result, got) = stream.recv_exact(vec![0u8; ahs_len.min(MAX_AHS_BYTES)], 0, ahs_len.min(MAX_AHS_BYTES)).await;
+            let (result, got) = stream
+                .recv_exact(
+                    vec![0u8; ahs_len.min(MAX_AHS_BYTES)],
+                    0,
+                    ahs_len.min(MAX_AHS_BYTES),
+                )
+                .await;
             result?;
             ahs = got;
         }
@@ -116,7 +125,12 @@ impl Reader {
 
     /// Reads a data segment of `len` bytes (plus padding and digest) into a new Vec; `max` is
     /// our declared MaxRecvDataSegmentLength.
-    pub async fn data_vec(&mut self, stream: &TcpStream, len: usize, max: usize) -> Result<(Vec<u8>, DataCheck), FramingError> {
+    pub async fn data_vec(
+        &mut self,
+        stream: &TcpStream,
+        len: usize,
+        max: usize,
+    ) -> Result<(Vec<u8>, DataCheck), FramingError> {
         if len > max {
             return Err(FramingError::DataSegmentTooLong { len, max });
         }
@@ -131,7 +145,13 @@ impl Reader {
     /// Reads a data segment of `len` bytes into `buf[offset..]` (the zero-copy path for write
     /// data); padding is read into a scratch array. The caller has checked `len` against the
     /// buffer and the negotiated limits.
-    pub async fn data_into(&mut self, stream: &TcpStream, buf: Buf, offset: usize, len: usize) -> (Result<DataCheck, FramingError>, Buf) {
+    pub async fn data_into(
+        &mut self,
+        stream: &TcpStream,
+        buf: Buf,
+        offset: usize,
+        len: usize,
+    ) -> (Result<DataCheck, FramingError>, Buf) {
         let (result, mut buf) = stream.recv_exact(buf, offset, len).await;
         if let Err(e) = result {
             return (Err(e.into()), buf);
@@ -157,11 +177,22 @@ impl Reader {
             return (Err(e.into()), buf);
         }
         let ok = digest::digest_from_wire(*wire) == computed;
-        (Ok(if ok { DataCheck::Good } else { DataCheck::DigestError }), buf)
+        (
+            Ok(if ok {
+                DataCheck::Good
+            } else {
+                DataCheck::DigestError
+            }),
+            buf,
+        )
     }
 
     /// Reads and throws away a data segment (of a PDU we reject), in bounded pieces.
-    pub async fn discard_data(&mut self, stream: &TcpStream, len: usize) -> Result<(), FramingError> {
+    pub async fn discard_data(
+        &mut self,
+        stream: &TcpStream,
+        len: usize,
+    ) -> Result<(), FramingError> {
         let mut left = len + pad_len(len) + if self.digests.data && len > 0 { 4 } else { 0 };
         let mut scratch = vec![0u8; left.min(64 * 1024)];
         while left > 0 {
@@ -174,17 +205,23 @@ impl Reader {
         Ok(())
     }
 
-    async fn check_data_digest(&mut self, stream: &TcpStream, padded: &[u8]) -> Result<DataCheck, FramingError> {
+    async fn check_data_digest(
+        &mut self,
+        stream: &TcpStream,
+        padded: &[u8],
+    ) -> Result<DataCheck, FramingError> {
         if !self.digests.data || padded.is_empty() {
             return Ok(DataCheck::Good);
         }
         let (result, wire) = stream.recv_exact(Box::new([0u8; 4]), 0, 4).await;
         result?;
-        Ok(if digest::digest_from_wire(*wire) == digest::crc32c(padded) {
-            DataCheck::Good
-        } else {
-            DataCheck::DigestError
-        })
+        Ok(
+            if digest::digest_from_wire(*wire) == digest::crc32c(padded) {
+                DataCheck::Good
+            } else {
+                DataCheck::DigestError
+            },
+        )
     }
 }
 

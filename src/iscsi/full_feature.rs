@@ -12,8 +12,8 @@ use tracing::{debug, info, warn};
 
 use crate::iscsi::framing::{DataCheck, FramingError, Header, Payload, Reader};
 use crate::iscsi::pdu::{
-    decode_lun, parse_ahs, reject_reason, Bhs, DataOut, LogoutRequest, LogoutResponse, NopIn, NopOut, Request,
-    ScsiCommand, TextRequest, TextResponse, RESERVED_TAG,
+    decode_lun, parse_ahs, reject_reason, Bhs, DataOut, LogoutRequest, LogoutResponse, NopIn,
+    NopOut, Request, ScsiCommand, TextRequest, TextResponse, RESERVED_TAG,
 };
 use crate::iscsi::scsi_task::run_command;
 use crate::iscsi::session::Session;
@@ -64,14 +64,24 @@ impl From<FramingError> for Stop {
     }
 }
 
-async fn dispatch(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, header: Header) -> Result<Flow, Stop> {
+async fn dispatch(
+    session: &Rc<Session>,
+    stream: &TcpStream,
+    reader: &mut Reader,
+    header: Header,
+) -> Result<Flow, Stop> {
     let bhs = header.bhs;
     let data_len = bhs.data_segment_len();
     let max = session.conn.max_recv_dsl_target as usize;
     if data_len > max {
-        warn!(len = data_len, max, "data segment longer than negotiated: rejecting and closing");
+        warn!(
+            len = data_len,
+            max, "data segment longer than negotiated: rejecting and closing"
+        );
         session.send_reject(reject_reason::PROTOCOL_ERROR, &bhs);
-        return Err(Stop::Violation("data segment longer than MaxRecvDataSegmentLength"));
+        return Err(Stop::Violation(
+            "data segment longer than MaxRecvDataSegmentLength",
+        ));
     }
     let request = match Request::decode(&bhs) {
         Ok(r) => r,
@@ -79,7 +89,9 @@ async fn dispatch(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader
             warn!(error = %e, opcode = bhs.opcode_raw(), "undecodable PDU: rejected");
             reader.discard_data(stream, data_len).await?;
             let reason = match e {
-                crate::iscsi::pdu::PduError::UnknownOpcode(_) => reject_reason::COMMAND_NOT_SUPPORTED,
+                crate::iscsi::pdu::PduError::UnknownOpcode(_) => {
+                    reject_reason::COMMAND_NOT_SUPPORTED
+                }
                 _ => reject_reason::PROTOCOL_ERROR,
             };
             session.send_reject(reason, &bhs);
@@ -88,7 +100,9 @@ async fn dispatch(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader
     };
     let discovery = session.target.is_none();
     match request {
-        Request::ScsiCommand(cmd) if !discovery => scsi_command(session, stream, reader, &header, cmd).await?,
+        Request::ScsiCommand(cmd) if !discovery => {
+            scsi_command(session, stream, reader, &header, cmd).await?
+        }
         Request::DataOut(d) if !discovery => data_out(session, stream, reader, &bhs, d).await?,
         Request::TaskMgmt(t) if !discovery => {
             if session.admit(t.cmdsn, t.immediate) {
@@ -110,15 +124,23 @@ async fn dispatch(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader
         }
         _ => {
             reader.discard_data(stream, data_len).await?;
-            warn!(opcode = bhs.opcode_raw(), "PDU not allowed in a discovery session: rejected");
+            warn!(
+                opcode = bhs.opcode_raw(),
+                "PDU not allowed in a discovery session: rejected"
+            );
             session.send_reject(reject_reason::PROTOCOL_ERROR, &bhs);
         }
     }
     Ok(Flow::Continue)
 }
 
-
-async fn scsi_command(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, header: &Header, cmd: ScsiCommand) -> Result<(), Stop> {
+async fn scsi_command(
+    session: &Rc<Session>,
+    stream: &TcpStream,
+    reader: &mut Reader,
+    header: &Header,
+    cmd: ScsiCommand,
+) -> Result<(), Stop> {
     let bhs = &header.bhs;
     let data_len = bhs.data_segment_len();
     let span = tracing::debug_span!("cmd", itt = cmd.itt, cmdsn = cmd.cmdsn, op = cmd.cdb[0]);
@@ -149,7 +171,10 @@ async fn scsi_command(session: &Rc<Session>, stream: &TcpStream, reader: &mut Re
     }
     let edtl = cmd.expected_data_len as u64;
     let immediate_ok = data_len == 0
-        || (session.params.immediate_data && cmd.write && data_len as u64 <= edtl && data_len as u64 <= session.params.first_burst_length as u64);
+        || (session.params.immediate_data
+            && cmd.write
+            && data_len as u64 <= edtl
+            && data_len as u64 <= session.params.first_burst_length as u64);
     if !immediate_ok {
         warn!(data_len, edtl, "immediate data not allowed here: rejected");
         reader.discard_data(stream, data_len).await?;
@@ -178,17 +203,34 @@ async fn scsi_command(session: &Rc<Session>, stream: &TcpStream, reader: &mut Re
             buf = Some(b);
         }
     }
-    let task = Rc::new(TaskCtl::new(cmd.itt, cmd.lun, decode_lun(cmd.lun), cmd.cmdsn, buf, received, unsolicited_end.min(session.pool.buffer_size() as u64)));
+    let task = Rc::new(TaskCtl::new(
+        cmd.itt,
+        cmd.lun,
+        decode_lun(cmd.lun),
+        cmd.cmdsn,
+        buf,
+        received,
+        unsolicited_end.min(session.pool.buffer_size() as u64),
+    ));
     session.tasks.borrow_mut().insert(cmd.itt, task.clone());
     ringsan_engine::spawn(run_command(session.clone(), task, cdb, edtl));
     Ok(())
 }
 
-async fn data_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, bhs: &Bhs, d: DataOut) -> Result<(), Stop> {
+async fn data_out(
+    session: &Rc<Session>,
+    stream: &TcpStream,
+    reader: &mut Reader,
+    bhs: &Bhs,
+    d: DataOut,
+) -> Result<(), Stop> {
     let len = d.data_len as usize;
     let task = session.tasks.borrow().get(&d.itt).cloned();
     let Some(task) = task else {
-        warn!(itt = d.itt, "Data-Out for an unknown task: discarded and rejected");
+        warn!(
+            itt = d.itt,
+            "Data-Out for an unknown task: discarded and rejected"
+        );
         reader.discard_data(stream, len).await?;
         session.send_reject(reject_reason::INVALID_PDU_FIELD, bhs);
         return Ok(());
@@ -215,7 +257,13 @@ async fn data_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader
         }
     };
     if let Some(why) = problem {
-        warn!(itt = d.itt, offset = d.buffer_offset, len, why, "bad Data-Out: rejected");
+        warn!(
+            itt = d.itt,
+            offset = d.buffer_offset,
+            len,
+            why,
+            "bad Data-Out: rejected"
+        );
         reader.discard_data(stream, len).await?;
         session.send_reject(reject_reason::PROTOCOL_ERROR, bhs);
         task.fail_data(TransferError::Protocol(why));
@@ -246,7 +294,10 @@ async fn data_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader
         }
     }
     if check == DataCheck::DigestError {
-        warn!(itt = d.itt, "data digest error on Data-Out: rejected (ERL 0 cannot recover the task)");
+        warn!(
+            itt = d.itt,
+            "data digest error on Data-Out: rejected (ERL 0 cannot recover the task)"
+        );
         session.send_reject(reject_reason::DATA_DIGEST_ERROR, bhs);
         task.fail_data(TransferError::DigestError);
         return Ok(());
@@ -262,8 +313,19 @@ async fn data_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader
     Ok(())
 }
 
-async fn nop_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, n: NopOut) -> Result<(), Stop> {
-    let (data, check) = reader.data_vec(stream, n.data_len as usize, session.conn.max_recv_dsl_target as usize).await?;
+async fn nop_out(
+    session: &Rc<Session>,
+    stream: &TcpStream,
+    reader: &mut Reader,
+    n: NopOut,
+) -> Result<(), Stop> {
+    let (data, check) = reader
+        .data_vec(
+            stream,
+            n.data_len as usize,
+            session.conn.max_recv_dsl_target as usize,
+        )
+        .await?;
     if n.itt == RESERVED_TAG {
         // The answer to our own ping (or a ping that wants no answer).
         return Ok(());
@@ -271,7 +333,11 @@ async fn nop_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader,
     if !session.admit(n.cmdsn, n.immediate) || check == DataCheck::DigestError {
         return Ok(());
     }
-    let echo = if data.len() <= session.max_send_segment() { data } else { Vec::new() };
+    let echo = if data.len() <= session.max_send_segment() {
+        data
+    } else {
+        Vec::new()
+    };
     let pdu = NopIn {
         data_len: echo.len() as u32,
         lun: n.lun,
@@ -281,12 +347,31 @@ async fn nop_out(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader,
         exp_cmdsn: session.exp_cmdsn(),
         max_cmdsn: session.max_cmdsn(),
     };
-    session.send(pdu.encode(), if echo.is_empty() { Payload::None } else { Payload::Bytes(echo) });
+    session.send(
+        pdu.encode(),
+        if echo.is_empty() {
+            Payload::None
+        } else {
+            Payload::Bytes(echo)
+        },
+    );
     Ok(())
 }
 
-async fn text(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, bhs: &Bhs, t: TextRequest) -> Result<(), Stop> {
-    let (data, check) = reader.data_vec(stream, t.data_len as usize, session.conn.max_recv_dsl_target as usize).await?;
+async fn text(
+    session: &Rc<Session>,
+    stream: &TcpStream,
+    reader: &mut Reader,
+    bhs: &Bhs,
+    t: TextRequest,
+) -> Result<(), Stop> {
+    let (data, check) = reader
+        .data_vec(
+            stream,
+            t.data_len as usize,
+            session.conn.max_recv_dsl_target as usize,
+        )
+        .await?;
     if check == DataCheck::DigestError {
         session.send_reject(reject_reason::DATA_DIGEST_ERROR, bhs);
         return Ok(());
@@ -296,7 +381,11 @@ async fn text(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, bh
     }
     let body = crate::iscsi::text_phase::answer(session, stream, &data);
     let max = session.max_send_segment();
-    let body = if body.len() > max { body[..max].to_vec() } else { body };
+    let body = if body.len() > max {
+        body[..max].to_vec()
+    } else {
+        body
+    };
     let pdu = TextResponse {
         final_flag: true,
         cont: false,
@@ -308,11 +397,23 @@ async fn text(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, bh
         exp_cmdsn: session.exp_cmdsn(),
         max_cmdsn: session.max_cmdsn(),
     };
-    session.send(pdu.encode(), if body.is_empty() { Payload::None } else { Payload::Bytes(body) });
+    session.send(
+        pdu.encode(),
+        if body.is_empty() {
+            Payload::None
+        } else {
+            Payload::Bytes(body)
+        },
+    );
     Ok(())
 }
 
-async fn logout(session: &Rc<Session>, stream: &TcpStream, reader: &mut Reader, l: LogoutRequest) -> Result<Flow, Stop> {
+async fn logout(
+    session: &Rc<Session>,
+    stream: &TcpStream,
+    reader: &mut Reader,
+    l: LogoutRequest,
+) -> Result<Flow, Stop> {
     reader.discard_data(stream, l.data_len as usize).await?;
     if !session.admit(l.cmdsn, l.immediate) {
         return Ok(Flow::Continue);

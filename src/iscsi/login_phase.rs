@@ -11,7 +11,9 @@ use ringsan_engine::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::iscsi::framing::{frame, Digests, FramingError, Payload, Reader};
-use crate::iscsi::login::{LoginMachine, LoginOutcome, LoginPdu, LoginReply, LoginResult, LOGIN_SEGMENT_LIMIT};
+use crate::iscsi::login::{
+    LoginMachine, LoginOutcome, LoginPdu, LoginReply, LoginResult, LOGIN_SEGMENT_LIMIT,
+};
 use crate::iscsi::params::SessionType;
 use crate::iscsi::pdu::{login_status, LoginRequest, LoginResponse, Opcode};
 use crate::iscsi::registry::end_session;
@@ -61,8 +63,16 @@ impl Wire<'_> {
             status_detail: reply.status_detail,
         };
         self.stat_sn = self.stat_sn.wrapping_add(1);
-        let payload = if reply.text.is_empty() { Payload::None } else { Payload::Bytes(reply.text.clone()) };
-        let (result, _) = ringsan_engine::net::Transport::send_all(self.stream, frame(&pdu.encode(), payload, Digests::default())).await;
+        let payload = if reply.text.is_empty() {
+            Payload::None
+        } else {
+            Payload::Bytes(reply.text.clone())
+        };
+        let (result, _) = ringsan_engine::net::Transport::send_all(
+            self.stream,
+            frame(&pdu.encode(), payload, Digests::default()),
+        )
+        .await;
         if let Err(e) = result {
             warn!(error = %e, "sending a login response failed");
         }
@@ -84,9 +94,16 @@ impl Wire<'_> {
 }
 
 /// Runs the login phase on `stream`; returns the session ready for full-feature phase.
-pub async fn run(server: &Arc<Server>, stream: &Rc<TcpStream>, reader: &mut Reader) -> Result<Rc<Session>, LoginError> {
+pub async fn run(
+    server: &Arc<Server>,
+    stream: &Rc<TcpStream>,
+    reader: &mut Reader,
+) -> Result<Rc<Session>, LoginError> {
     let mut machine = LoginMachine::new(server.limits);
-    let mut wire = Wire { stream, stat_sn: rand::random::<u32>() & 0x00ff_ffff };
+    let mut wire = Wire {
+        stream,
+        stat_sn: rand::random::<u32>() & 0x00ff_ffff,
+    };
     loop {
         let header = reader.header(stream).await?;
         if header.bhs.opcode() != Ok(Opcode::LoginRequest) {
@@ -99,7 +116,9 @@ pub async fn run(server: &Arc<Server>, stream: &Rc<TcpStream>, reader: &mut Read
                 return Err(LoginError::NotLogin(header.bhs.opcode_raw()));
             }
         };
-        let (text, _) = reader.data_vec(stream, header.bhs.data_segment_len(), LOGIN_SEGMENT_LIMIT).await?;
+        let (text, _) = reader
+            .data_vec(stream, header.bhs.data_segment_len(), LOGIN_SEGMENT_LIMIT)
+            .await?;
         if server.is_shutting_down() {
             return Err(wire.refuse(&req, login_status::SERVICE_UNAVAILABLE).await);
         }
@@ -122,32 +141,73 @@ pub async fn run(server: &Arc<Server>, stream: &Rc<TcpStream>, reader: &mut Read
             LoginOutcome::Continue => wire.reply(&req, &reply, req.tsih).await,
             LoginOutcome::Failed => {
                 wire.reply(&req, &reply, req.tsih).await;
-                return Err(LoginError::Refused(((reply.status_class as u16) << 8) | reply.status_detail as u16));
+                return Err(LoginError::Refused(
+                    ((reply.status_class as u16) << 8) | reply.status_detail as u16,
+                ));
             }
-            LoginOutcome::FullFeature(result) => return enter_full_feature(server, stream, &mut wire, &req, &reply, result).await,
+            LoginOutcome::FullFeature(result) => {
+                return enter_full_feature(server, stream, &mut wire, &req, &reply, result).await
+            }
         }
     }
 }
 
-async fn enter_full_feature(server: &Arc<Server>, stream: &Rc<TcpStream>, wire: &mut Wire<'_>, req: &LoginRequest, reply: &LoginReply, result: LoginResult) -> Result<Rc<Session>, LoginError> {
+async fn enter_full_feature(
+    server: &Arc<Server>,
+    stream: &Rc<TcpStream>,
+    wire: &mut Wire<'_>,
+    req: &LoginRequest,
+    reply: &LoginReply,
+    result: LoginResult,
+) -> Result<Rc<Session>, LoginError> {
     let pool = ringsan_engine::reactor::buffer_pool();
     if result.session_type == SessionType::Discovery {
         let tsih = 0x8000 | (rand::random::<u16>() & 0x7fff);
         wire.reply(req, reply, tsih).await;
         info!(initiator = %result.initiator_name, "discovery session");
-        return Ok(Rc::new(Session::new(server.clone(), None, None, None, result.initiator_name, result.session, result.conn, req.cmdsn, wire.stat_sn, pool)));
+        return Ok(Rc::new(Session::new(
+            server.clone(),
+            None,
+            None,
+            None,
+            result.initiator_name,
+            result.session,
+            result.conn,
+            req.cmdsn,
+            wire.stat_sn,
+            pool,
+        )));
     }
-    let Some(target) = result.target_name.as_deref().and_then(|n| server.targets.get(n)) else {
+    let Some(target) = result
+        .target_name
+        .as_deref()
+        .and_then(|n| server.targets.get(n))
+    else {
         return Err(wire.refuse(req, login_status::NOT_FOUND).await);
     };
     if result.tsih != 0 {
         // MaxConnections=1: a connection cannot join an existing session.
-        let status = if server.registry.by_tsih(result.tsih).is_some() { login_status::TOO_MANY_CONNECTIONS } else { login_status::SESSION_DOES_NOT_EXIST };
+        let status = if server.registry.by_tsih(result.tsih).is_some() {
+            login_status::TOO_MANY_CONNECTIONS
+        } else {
+            login_status::SESSION_DOES_NOT_EXIST
+        };
         return Err(wire.refuse(req, status).await);
     }
-    let nexus = Nexus::new(&result.initiator_name, result.isid, &target.iqn, target.tpgt);
-    if let Some(old) = server.registry.find(&result.initiator_name, result.isid, &target.iqn) {
-        info!(tsih = old.tsih, "session reinstatement: ending the old session");
+    let nexus = Nexus::new(
+        &result.initiator_name,
+        result.isid,
+        &target.iqn,
+        target.tpgt,
+    );
+    if let Some(old) = server
+        .registry
+        .find(&result.initiator_name, result.isid, &target.iqn)
+    {
+        info!(
+            tsih = old.tsih,
+            "session reinstatement: ending the old session"
+        );
         if !end_session(&old, REINSTATEMENT_WAIT).await {
             return Err(wire.refuse(req, login_status::SERVICE_UNAVAILABLE).await);
         }
@@ -155,10 +215,27 @@ async fn enter_full_feature(server: &Arc<Server>, stream: &Rc<TcpStream>, wire: 
             lu.nexus_lost(&nexus);
         }
     }
-    let Some(entry) = server.registry.register(&result.initiator_name, result.isid, &target.iqn, ringsan_engine::reactor::current_handle(), stream.shutdown_handle()) else {
+    let Some(entry) = server.registry.register(
+        &result.initiator_name,
+        result.isid,
+        &target.iqn,
+        ringsan_engine::reactor::current_handle(),
+        stream.shutdown_handle(),
+    ) else {
         return Err(wire.refuse(req, login_status::OUT_OF_RESOURCES).await);
     };
     wire.reply(req, reply, entry.tsih).await;
     info!(initiator = %result.initiator_name, target = %target.iqn, tsih = entry.tsih, "session logged in");
-    Ok(Rc::new(Session::new(server.clone(), Some(target), Some(entry), Some(nexus), result.initiator_name, result.session, result.conn, req.cmdsn, wire.stat_sn, pool)))
+    Ok(Rc::new(Session::new(
+        server.clone(),
+        Some(target),
+        Some(entry),
+        Some(nexus),
+        result.initiator_name,
+        result.session,
+        result.conn,
+        req.cmdsn,
+        wire.stat_sn,
+        pool,
+    )))
 }

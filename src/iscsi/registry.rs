@@ -53,7 +53,11 @@ impl Registry {
         inner
             .sessions
             .values()
-            .find(|s| s.isid == isid && s.initiator.eq_ignore_ascii_case(initiator) && s.target.eq_ignore_ascii_case(target))
+            .find(|s| {
+                s.isid == isid
+                    && s.initiator.eq_ignore_ascii_case(initiator)
+                    && s.target.eq_ignore_ascii_case(target)
+            })
             .cloned()
     }
 
@@ -63,7 +67,14 @@ impl Registry {
     }
 
     /// Registers a new session and returns its entry with a fresh nonzero TSIH.
-    pub fn register(&self, initiator: &str, isid: [u8; 6], target: &str, reactor: RemoteHandle, shutdown: ShutdownHandle) -> Option<Arc<SessionEntry>> {
+    pub fn register(
+        &self,
+        initiator: &str,
+        isid: [u8; 6],
+        target: &str,
+        reactor: RemoteHandle,
+        shutdown: ShutdownHandle,
+    ) -> Option<Arc<SessionEntry>> {
         let mut inner = self.inner.lock().ok()?;
         let tsih = (0..=u16::MAX).find_map(|_| {
             inner.next_tsih = inner.next_tsih.wrapping_add(1).max(1);
@@ -92,7 +103,10 @@ impl Registry {
 
     /// Every live session.
     pub fn all(&self) -> Vec<Arc<SessionEntry>> {
-        self.inner.lock().map(|i| i.sessions.values().cloned().collect()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|i| i.sessions.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Number of live sessions.

@@ -49,7 +49,11 @@ impl IscsiTransfer {
             overflow: with_status && residual.overflow,
             underflow: with_status && residual.underflow,
             status_present: with_status,
-            status: if with_status { ScsiStatus::Good.code() } else { 0 },
+            status: if with_status {
+                ScsiStatus::Good.code()
+            } else {
+                0
+            },
             data_len: len,
             lun: self.task.lun_raw,
             itt: self.task.itt,
@@ -70,10 +74,18 @@ impl IscsiTransfer {
     }
 
     /// Splits `len` bytes into PDUs no longer than the initiator accepts and sends them.
-    fn send_pieces(&mut self, mut make: impl FnMut(std::ops::Range<usize>) -> Payload, len: usize, last_good: bool) {
+    fn send_pieces(
+        &mut self,
+        mut make: impl FnMut(std::ops::Range<usize>) -> Payload,
+        len: usize,
+        last_good: bool,
+    ) {
         let allowed = self.expected_len.saturating_sub(self.in_offset) as usize;
         let len = len.min(allowed);
-        let wanted = self.command_len.unwrap_or(self.expected_len).min(self.expected_len);
+        let wanted = self
+            .command_len
+            .unwrap_or(self.expected_len)
+            .min(self.expected_len);
         let max = self.session.max_send_segment();
         let burst = self.session.params.max_burst_length.max(512) as u64;
         let mut at = 0usize;
@@ -140,7 +152,9 @@ impl DataTransfer for IscsiTransfer {
         let start = self.out_offset;
         let end = start + len as u64;
         if end > self.expected_len {
-            return Err(TransferError::Protocol("command needs more data than the initiator announced"));
+            return Err(TransferError::Protocol(
+                "command needs more data than the initiator announced",
+            ));
         }
         let has_buf = self.task.data.borrow().buf.is_some();
         if !has_buf {
@@ -181,7 +195,11 @@ impl DataTransfer for IscsiTransfer {
             return Err(TransferError::Aborted);
         }
         let len = data.len();
-        self.send_pieces(|r| Payload::Bytes(data.get(r).map(<[u8]>::to_vec).unwrap_or_default()), len, last_good);
+        self.send_pieces(
+            |r| Payload::Bytes(data.get(r).map(<[u8]>::to_vec).unwrap_or_default()),
+            len,
+            last_good,
+        );
         Ok(())
     }
 
@@ -224,8 +242,20 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
     };
     if !task.is_aborted() && !xfer.status_sent {
         if let Some(outcome) = outcome {
-            let residual = if outcome.status == ScsiStatus::Good.code() { xfer.residual() } else { Residual { data_sn: xfer.data_sn, ..Residual::default() } };
-            session.send_scsi_response(task.itt, outcome.status, outcome.sense.as_deref(), residual);
+            let residual = if outcome.status == ScsiStatus::Good.code() {
+                xfer.residual()
+            } else {
+                Residual {
+                    data_sn: xfer.data_sn,
+                    ..Residual::default()
+                }
+            };
+            session.send_scsi_response(
+                task.itt,
+                outcome.status,
+                outcome.sense.as_deref(),
+                residual,
+            );
         }
     }
     session.tasks.borrow_mut().remove(&task.itt);

@@ -134,7 +134,11 @@ async fn wait_shutdown(server: &Server) {
 pub async fn serve_connection(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     let stream = Rc::new(stream);
     let mut reader = Reader::new();
-    let login = ringsan_engine::time::timeout(LOGIN_TIMEOUT, login_phase::run(&server, &stream, &mut reader)).await;
+    let login = ringsan_engine::time::timeout(
+        LOGIN_TIMEOUT,
+        login_phase::run(&server, &stream, &mut reader),
+    )
+    .await;
     let session = match login {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
@@ -147,7 +151,8 @@ pub async fn serve_connection(server: Arc<Server>, stream: TcpStream, peer: Sock
         }
     };
     let tsih = session.entry.as_ref().map(|e| e.tsih);
-    let span = tracing::info_span!("session", initiator = %session.initiator, tsih = tsih.unwrap_or(0));
+    let span =
+        tracing::info_span!("session", initiator = %session.initiator, tsih = tsih.unwrap_or(0));
     async {
         if let Some(tsih) = tsih {
             LOCAL_SESSIONS.with(|m| m.borrow_mut().insert(tsih, Rc::downgrade(&session)));

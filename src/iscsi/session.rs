@@ -119,7 +119,9 @@ impl Session {
         let in_flight = self.tasks.borrow().len() as u32;
         let free = self.pool.free_count() as u32;
         let floor = u32::from(in_flight == 0);
-        let window = free.clamp(floor, MAX_QUEUE_DEPTH).min(MAX_QUEUE_DEPTH.saturating_sub(in_flight).max(floor));
+        let window = free
+            .clamp(floor, MAX_QUEUE_DEPTH)
+            .min(MAX_QUEUE_DEPTH.saturating_sub(in_flight).max(floor));
         self.exp_cmdsn.get().wrapping_add(window).wrapping_sub(1)
     }
 
@@ -136,9 +138,18 @@ impl Session {
         }
         let max = self.max_cmdsn();
         if sn_lt(cmdsn, exp) || sn_lt(max, cmdsn) {
-            tracing::debug!(cmdsn, exp_cmdsn = exp, max_cmdsn = max, "command outside the CmdSN window: silently ignored (RFC 7143 §4.2.2.1)");
+            tracing::debug!(
+                cmdsn,
+                exp_cmdsn = exp,
+                max_cmdsn = max,
+                "command outside the CmdSN window: silently ignored (RFC 7143 §4.2.2.1)"
+            );
         } else {
-            tracing::warn!(cmdsn, exp_cmdsn = exp, "command ahead of ExpCmdSN on a single-connection session: ignored");
+            tracing::warn!(
+                cmdsn,
+                exp_cmdsn = exp,
+                "command ahead of ExpCmdSN on a single-connection session: ignored"
+            );
         }
         false
     }
@@ -159,7 +170,8 @@ impl Session {
     pub fn new_ttt(&self) -> u32 {
         let t = self.next_ttt.get();
         let next = t.wrapping_add(1);
-        self.next_ttt.set(if next == RESERVED_TAG { 1 } else { next });
+        self.next_ttt
+            .set(if next == RESERVED_TAG { 1 } else { next });
         t
     }
 
@@ -174,7 +186,13 @@ impl Session {
     }
 
     /// Sends a SCSI Response (status, optional sense data, residuals).
-    pub fn send_scsi_response(&self, itt: u32, status: u8, sense: Option<&[u8]>, residual: Residual) {
+    pub fn send_scsi_response(
+        &self,
+        itt: u32,
+        status: u8,
+        sense: Option<&[u8]>,
+        residual: Residual,
+    ) {
         let mut data = Vec::new();
         if let Some(s) = sense {
             crate::iscsi::pdu::sense_segment(s, &mut data);
@@ -196,7 +214,14 @@ impl Session {
             bidi_read_residual: 0,
             residual_count: residual.count,
         };
-        self.send(pdu.encode(), if data.is_empty() { Payload::None } else { Payload::Bytes(data) });
+        self.send(
+            pdu.encode(),
+            if data.is_empty() {
+                Payload::None
+            } else {
+                Payload::Bytes(data)
+            },
+        );
     }
 
     /// Sends a Reject carrying the offending header.
@@ -259,9 +284,19 @@ impl Residual {
     /// expected (RFC 7143 §11.4.5).
     pub fn of(expected_len: u64, command_len: u64) -> Residual {
         if command_len > expected_len {
-            Residual { overflow: true, underflow: false, count: clamp32(command_len - expected_len), data_sn: 0 }
+            Residual {
+                overflow: true,
+                underflow: false,
+                count: clamp32(command_len - expected_len),
+                data_sn: 0,
+            }
         } else if command_len < expected_len {
-            Residual { overflow: false, underflow: true, count: clamp32(expected_len - command_len), data_sn: 0 }
+            Residual {
+                overflow: false,
+                underflow: true,
+                count: clamp32(expected_len - command_len),
+                data_sn: 0,
+            }
         } else {
             Residual::default()
         }

@@ -52,12 +52,18 @@ impl Target {
 
     /// Every configured LUN number, ascending.
     pub fn lun_numbers(&self) -> Vec<u16> {
-        self.luns.read().map(|m| m.keys().copied().collect()).unwrap_or_default()
+        self.luns
+            .read()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Every LUN.
     pub fn luns(&self) -> Vec<Arc<LogicalUnit>> {
-        self.luns.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.luns
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn auth(&self) -> AuthPolicy {

@@ -50,7 +50,15 @@ pub struct TaskCtl {
 impl TaskCtl {
     /// A task whose first `received` bytes (immediate data) are already in `buf`, and which
     /// may receive unsolicited data up to `unsolicited_end`.
-    pub fn new(itt: u32, lun_raw: u64, lun: Option<u16>, cmdsn: u32, buf: Option<Buf>, received: u64, unsolicited_end: u64) -> TaskCtl {
+    pub fn new(
+        itt: u32,
+        lun_raw: u64,
+        lun: Option<u16>,
+        cmdsn: u32,
+        buf: Option<Buf>,
+        received: u64,
+        unsolicited_end: u64,
+    ) -> TaskCtl {
         TaskCtl {
             itt,
             lun_raw,

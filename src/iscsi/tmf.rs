@@ -14,7 +14,12 @@ use crate::iscsi::task::TaskCtl;
 
 /// Runs one task management request and sends its response.
 pub async fn run_task_management(session: Rc<Session>, req: TaskMgmtRequest) {
-    let span = tracing::info_span!("tmf", function = req.function, itt = req.itt, rtt = req.ref_task_tag);
+    let span = tracing::info_span!(
+        "tmf",
+        function = req.function,
+        itt = req.itt,
+        rtt = req.ref_task_tag
+    );
     let _g = span.enter();
     let response = match req.function {
         tmf::ABORT_TASK => abort_task(&session, &req).await,
@@ -64,7 +69,13 @@ async fn abort_task(session: &Session, req: &TaskMgmtRequest) -> u8 {
 }
 
 fn lun_tasks(session: &Session, lun_raw: u64) -> Vec<Rc<TaskCtl>> {
-    session.tasks.borrow().values().filter(|t| t.lun_raw == lun_raw).cloned().collect()
+    session
+        .tasks
+        .borrow()
+        .values()
+        .filter(|t| t.lun_raw == lun_raw)
+        .cloned()
+        .collect()
 }
 
 async fn abort_lun_tasks(session: &Session, req: &TaskMgmtRequest) -> u8 {

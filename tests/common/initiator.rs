@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ringsan::iscsi::digest;
 use ringsan::iscsi::pdu::{
-    encode_lun, pad_len, parse_sense_segment, Bhs, DataOut, LoginRequest, LogoutRequest, NopOut, Opcode, Response,
-    ScsiCommand, TaskMgmtRequest, BHS_LEN,
+    encode_lun, pad_len, parse_sense_segment, Bhs, DataOut, LoginRequest, LogoutRequest, NopOut,
+    Opcode, Response, ScsiCommand, TaskMgmtRequest, BHS_LEN,
 };
 
 /// Options of a login.
@@ -86,9 +86,24 @@ pub struct Conn {
 impl Conn {
     pub fn connect(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn { stream, cmdsn: 1, exp_statsn: 0, itt: 1, header_digest: false, data_digest: false, max_recv: 8192, tsih: 0, async_messages: Vec::new(), immediate_data: true, initial_r2t: true, first_burst: 65536 }
+        Conn {
+            stream,
+            cmdsn: 1,
+            exp_statsn: 0,
+            itt: 1,
+            header_digest: false,
+            data_digest: false,
+            max_recv: 8192,
+            tsih: 0,
+            async_messages: Vec::new(),
+            immediate_data: true,
+            initial_r2t: true,
+            first_burst: 65536,
+        }
     }
 
     pub fn next_itt(&mut self) -> u32 {
@@ -155,8 +170,22 @@ impl Conn {
             ("InitiatorName".to_string(), o.initiator.clone()),
             ("SessionType".into(), "Normal".into()),
             ("TargetName".into(), o.target.clone()),
-            ("HeaderDigest".into(), if o.header_digest { "CRC32C".into() } else { "None".into() }),
-            ("DataDigest".into(), if o.data_digest { "CRC32C".into() } else { "None".into() }),
+            (
+                "HeaderDigest".into(),
+                if o.header_digest {
+                    "CRC32C".into()
+                } else {
+                    "None".into()
+                },
+            ),
+            (
+                "DataDigest".into(),
+                if o.data_digest {
+                    "CRC32C".into()
+                } else {
+                    "None".into()
+                },
+            ),
             ("ImmediateData".into(), yn(o.immediate_data).into()),
             ("InitialR2T".into(), yn(o.initial_r2t).into()),
             ("MaxRecvDataSegmentLength".into(), "65536".into()),
@@ -172,7 +201,13 @@ impl Conn {
     }
 
     /// Logs in with exactly these keys; returns the status on failure.
-    pub fn login_keys(&mut self, isid: [u8; 6], keys: &[(String, String)], hd: bool, dd: bool) -> Result<(), String> {
+    pub fn login_keys(
+        &mut self,
+        isid: [u8; 6],
+        keys: &[(String, String)],
+        hd: bool,
+        dd: bool,
+    ) -> Result<(), String> {
         let mut text = Vec::new();
         for (k, v) in keys {
             text.extend_from_slice(format!("{k}={v}").as_bytes());
@@ -201,7 +236,10 @@ impl Conn {
                 other => return Err(format!("unexpected login answer {other:?}")),
             };
             if resp.status_class != 0 {
-                return Err(format!("login status {:02x}{:02x}", resp.status_class, resp.status_detail));
+                return Err(format!(
+                    "login status {:02x}{:02x}",
+                    resp.status_class, resp.status_detail
+                ));
             }
             self.exp_statsn = resp.statsn.wrapping_add(1);
             if resp.transit && resp.nsg == 3 {
@@ -216,11 +254,21 @@ impl Conn {
     }
 
     /// Sends one SCSI command and collects its data and status.
-    pub fn scsi(&mut self, lun: u16, cdb: &[u8], data_out: &[u8], read_len: u32) -> std::io::Result<ScsiResult> {
+    pub fn scsi(
+        &mut self,
+        lun: u16,
+        cdb: &[u8],
+        data_out: &[u8],
+        read_len: u32,
+    ) -> std::io::Result<ScsiResult> {
         let itt = self.next_itt();
         let mut c = [0u8; 16];
         c[..cdb.len().min(16)].copy_from_slice(&cdb[..cdb.len().min(16)]);
-        let immediate = if self.immediate_data { data_out.len().min(self.first_burst).min(8192) } else { 0 };
+        let immediate = if self.immediate_data {
+            data_out.len().min(self.first_burst).min(8192)
+        } else {
+            0
+        };
         let cmd = ScsiCommand {
             immediate: false,
             final_flag: true,
@@ -231,7 +279,11 @@ impl Conn {
             data_len: immediate as u32,
             lun: encode_lun(lun),
             itt,
-            expected_data_len: if data_out.is_empty() { read_len } else { data_out.len() as u32 },
+            expected_data_len: if data_out.is_empty() {
+                read_len
+            } else {
+                data_out.len() as u32
+            },
             cmdsn: self.cmdsn,
             exp_statsn: self.exp_statsn,
             cdb: c,
@@ -244,7 +296,16 @@ impl Conn {
             let (mut off, mut sn) = (immediate, 0);
             while off < end {
                 let n = (end - off).min(8192);
-                let d = DataOut { final_flag: off + n == end, data_len: n as u32, lun: encode_lun(lun), itt, ttt: 0xffff_ffff, exp_statsn: self.exp_statsn, data_sn: sn, buffer_offset: off as u32 };
+                let d = DataOut {
+                    final_flag: off + n == end,
+                    data_len: n as u32,
+                    lun: encode_lun(lun),
+                    itt,
+                    ttt: 0xffff_ffff,
+                    exp_statsn: self.exp_statsn,
+                    data_sn: sn,
+                    buffer_offset: off as u32,
+                };
                 self.send(&d.encode(), &data_out[off..off + n])?;
                 sn += 1;
                 off += n;
@@ -292,7 +353,9 @@ impl Conn {
                     result.residual = s.residual_count;
                     result.underflow = s.underflow;
                     result.overflow = s.overflow;
-                    result.sense = parse_sense_segment(&data).map(<[u8]>::to_vec).unwrap_or_default();
+                    result.sense = parse_sense_segment(&data)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default();
                     return Ok(result);
                 }
                 other => return Err(std::io::Error::other(format!("unexpected {other:?}"))),
@@ -303,7 +366,15 @@ impl Conn {
     /// A NOP-Out ping; returns the echoed data.
     pub fn ping(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
         let itt = self.next_itt();
-        let n = NopOut { immediate: true, data_len: data.len() as u32, lun: 0, itt, ttt: 0xffff_ffff, cmdsn: self.cmdsn, exp_statsn: self.exp_statsn };
+        let n = NopOut {
+            immediate: true,
+            data_len: data.len() as u32,
+            lun: 0,
+            itt,
+            ttt: 0xffff_ffff,
+            cmdsn: self.cmdsn,
+            exp_statsn: self.exp_statsn,
+        };
         self.send(&n.encode(), data)?;
         match self.recv_response()? {
             (Response::NopIn(r), d) if r.itt == itt => Ok(d),
@@ -314,7 +385,17 @@ impl Conn {
     /// A task management request; returns the response code.
     pub fn tmf(&mut self, function: u8, lun: u16, rtt: u32) -> std::io::Result<u8> {
         let itt = self.next_itt();
-        let t = TaskMgmtRequest { immediate: true, function, lun: encode_lun(lun), itt, ref_task_tag: rtt, cmdsn: self.cmdsn, exp_statsn: self.exp_statsn, ref_cmdsn: 0, exp_data_sn: 0 };
+        let t = TaskMgmtRequest {
+            immediate: true,
+            function,
+            lun: encode_lun(lun),
+            itt,
+            ref_task_tag: rtt,
+            cmdsn: self.cmdsn,
+            exp_statsn: self.exp_statsn,
+            ref_cmdsn: 0,
+            exp_data_sn: 0,
+        };
         self.send(&t.encode(), &[])?;
         loop {
             match self.recv_response()? {
@@ -327,7 +408,15 @@ impl Conn {
     /// Logs out (close session); returns the response code.
     pub fn logout(&mut self) -> std::io::Result<u8> {
         let itt = self.next_itt();
-        let l = LogoutRequest { immediate: true, reason: 0, data_len: 0, itt, cid: 1, cmdsn: self.cmdsn, exp_statsn: self.exp_statsn };
+        let l = LogoutRequest {
+            immediate: true,
+            reason: 0,
+            data_len: 0,
+            itt,
+            cid: 1,
+            cmdsn: self.cmdsn,
+            exp_statsn: self.exp_statsn,
+        };
         self.send(&l.encode(), &[])?;
         match self.recv_response()? {
             (Response::Logout(r), _) => Ok(r.response),
@@ -348,7 +437,12 @@ impl Conn {
                         return false;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false
+                }
                 Err(_) => return true,
             }
         }

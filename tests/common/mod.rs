@@ -32,7 +32,11 @@ fn free_port() -> u16 {
 /// A fresh, empty scratch folder for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let dir = base.join(format!("{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let dir = base.join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -72,13 +76,21 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_ringsand"))
             .arg("--config")
             .arg(&cfg)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start ringsand");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let d = Daemon { child: Some(child), addr, dir, log };
+        let d = Daemon {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+        };
         d.wait_ready();
         d
     }
@@ -107,7 +119,10 @@ impl Daemon {
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -136,11 +151,27 @@ impl Drop for Daemon {
 
 /// Runs a command with a timeout; returns (success, stdout+stderr).
 pub fn run(cmd: &mut Command, timeout: Duration) -> (bool, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    let t_err = std::thread::spawn(move || BufReader::new(err).lines().map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let t_out = std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let t_err = std::thread::spawn(move || {
+        BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -153,13 +184,23 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> (bool, String) {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let text = format!("{}\n{}", t_out.join().unwrap_or_default(), t_err.join().unwrap_or_default());
+    let text = format!(
+        "{}\n{}",
+        t_out.join().unwrap_or_default(),
+        t_err.join().unwrap_or_default()
+    );
     (status.map(|s| s.success()).unwrap_or(false), text)
 }
 
 /// Whether a program is installed.
 pub fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program}")).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// Panics with a clear message when a required tool is missing (CI installs them all).

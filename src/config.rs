@@ -12,6 +12,8 @@ use toml::Spanned;
 pub const DEMO_IQN: &str = "iqn.2026-11.io.ringsan:demo";
 /// The demo portal.
 pub const DEMO_PORTAL: &str = "127.0.0.1:3260";
+/// Default seconds between NOP-In pings on an idle connection.
+pub const DEFAULT_NOP_INTERVAL_SECONDS: u32 = 10;
 /// Size of the demo LUN.
 pub const DEMO_LUN_SIZE_BYTES: u64 = 1 << 30;
 
@@ -69,6 +71,7 @@ struct RawDaemon {
     oui: Option<Spanned<String>>,
     #[serde(default)]
     portals: Vec<Spanned<String>>,
+    nop_interval_seconds: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +186,9 @@ pub struct Config {
     pub oui: Option<u32>,
     /// Listening addresses.
     pub portals: Vec<SocketAddr>,
+    /// Seconds between NOP-In pings on an idle connection (0: no pings); a ping unanswered for
+    /// two intervals closes the connection.
+    pub nop_interval_seconds: u32,
     /// Targets.
     pub targets: Vec<TargetConfig>,
 }
@@ -196,6 +202,7 @@ impl Config {
             buffer_size_bytes: 256 * 1024,
             buffer_count: 256,
             oui: None,
+            nop_interval_seconds: DEFAULT_NOP_INTERVAL_SECONDS,
             portals: vec![DEMO_PORTAL
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3260)))],
@@ -404,6 +411,17 @@ impl Validator<'_> {
         if portals.is_empty() {
             portals.push(SocketAddr::from(([127, 0, 0, 1], 3260)));
         }
+        let nop_interval_seconds = match &raw.daemon.nop_interval_seconds {
+            Some(n) if *n.get_ref() > 3600 => {
+                return self.err(
+                    n.span(),
+                    "daemon.nop_interval_seconds".into(),
+                    "must be between 0 (off) and 3600",
+                )
+            }
+            Some(n) => *n.get_ref(),
+            None => DEFAULT_NOP_INTERVAL_SECONDS,
+        };
         let mut targets: Vec<TargetConfig> = Vec::new();
         for (i, t) in raw.targets.into_iter().enumerate() {
             let target = self.target(i, t, &data_dir)?;
@@ -417,6 +435,7 @@ impl Validator<'_> {
             buffer_count,
             oui,
             portals,
+            nop_interval_seconds,
             targets,
         })
     }

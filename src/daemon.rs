@@ -160,7 +160,9 @@ impl Daemon {
     /// Opens everything and starts serving; returns once every portal is bound on every reactor.
     pub fn start(config: &Config) -> Result<Daemon, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(StartError::Reactor)?;
-        let server = Arc::new(Server::new(build_targets(config)?, limits(config)));
+        let nop = (config.nop_interval_seconds > 0)
+            .then(|| Duration::from_secs(config.nop_interval_seconds as u64));
+        let server = Arc::new(Server::new(build_targets(config)?, limits(config), nop));
         let reactor_config = ReactorConfig {
             buffer_size_bytes: config.buffer_size_bytes,
             buffer_count: config.buffer_count,

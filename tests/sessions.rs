@@ -139,3 +139,39 @@ fn sigterm_with_io_in_flight_asks_for_logout_and_exits_cleanly() {
         "the initiator was asked to log out (Async Message event 1)"
     );
 }
+
+#[test]
+fn idle_connections_are_pinged_and_dead_ones_closed() {
+    use ringsan::iscsi::pdu::{NopOut, Response};
+    let d = Daemon::start_daemon_opts("nop", "nop_interval_seconds = 1");
+    let mut c = Conn::connect(d.addr);
+    c.login(&LoginOptions::new(IQN)).unwrap();
+    // Answer the first ping: the connection stays.
+    let (bhs, _) = c.recv().unwrap();
+    let ping = match Response::decode(&bhs).unwrap() {
+        Response::NopIn(n) => n,
+        other => panic!("expected a NOP-In ping, got {other:?}"),
+    };
+    assert_eq!(ping.itt, 0xffff_ffff);
+    assert_ne!(
+        ping.ttt, 0xffff_ffff,
+        "a ping asks for an answer with its TTT"
+    );
+    let answer = NopOut {
+        immediate: true,
+        data_len: 0,
+        lun: 0,
+        itt: 0xffff_ffff,
+        ttt: ping.ttt,
+        cmdsn: c.cmdsn,
+        exp_statsn: c.exp_statsn,
+    };
+    c.send(&answer.encode(), &[]).unwrap();
+    assert_eq!(c.ping(b"alive").unwrap(), b"alive");
+    // Stop answering: the target gives up within a few intervals.
+    assert!(
+        c.closed_within(Duration::from_secs(8)),
+        "an unanswered ping closes the connection"
+    );
+    assert!(d.log_text().contains("unanswered"), "{}", d.log_text());
+}

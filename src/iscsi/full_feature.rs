@@ -39,6 +39,7 @@ pub async fn run(session: &Rc<Session>, stream: &Rc<TcpStream>, reader: &mut Rea
             Ok(h) => h,
             Err(e) => return End::Closed(e),
         };
+        session.heard_from.set(true);
         match dispatch(session, stream, reader, header).await {
             Ok(Flow::Continue) => {}
             Ok(Flow::Logout) => return End::Logout,
@@ -328,6 +329,9 @@ async fn nop_out(
         .await?;
     if n.itt == RESERVED_TAG {
         // The answer to our own ping (or a ping that wants no answer).
+        if session.ping_outstanding.get() == Some(n.ttt) {
+            session.ping_outstanding.set(None);
+        }
         return Ok(());
     }
     if !session.admit(n.cmdsn, n.immediate) || check == DataCheck::DigestError {

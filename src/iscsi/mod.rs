@@ -6,6 +6,7 @@ pub mod digest;
 pub mod discovery;
 pub mod framing;
 pub mod full_feature;
+pub mod keepalive;
 pub mod login;
 pub mod login_phase;
 pub mod outbox;

@@ -37,6 +37,8 @@ pub struct Server {
     pub registry: Registry,
     /// What we accept in negotiation.
     pub limits: TargetLimits,
+    /// How often an idle connection is pinged with a NOP-In (None: never).
+    pub nop_interval: Option<Duration>,
     shutting_down: AtomicBool,
     connections: AtomicUsize,
 }
@@ -47,11 +49,12 @@ thread_local! {
 
 impl Server {
     /// A server over `targets`.
-    pub fn new(targets: Targets, limits: TargetLimits) -> Server {
+    pub fn new(targets: Targets, limits: TargetLimits, nop_interval: Option<Duration>) -> Server {
         Server {
             targets,
             registry: Registry::default(),
             limits,
+            nop_interval,
             shutting_down: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
         }
@@ -158,6 +161,13 @@ pub async fn serve_connection(server: Arc<Server>, stream: TcpStream, peer: Sock
             LOCAL_SESSIONS.with(|m| m.borrow_mut().insert(tsih, Rc::downgrade(&session)));
         }
         ringsan_engine::spawn(session.outbox.clone().run_writer(stream.clone()));
+        if let Some(interval) = server.nop_interval {
+            ringsan_engine::spawn(crate::iscsi::keepalive::run(
+                session.clone(),
+                stream.clone(),
+                interval,
+            ));
+        }
         reader.set_digests(session.digests);
         let end = full_feature::run(&session, &stream, &mut reader).await;
         match &end {

@@ -67,6 +67,10 @@ pub struct Session {
     next_ttt: Cell<u32>,
     /// Set once a logout was accepted or the connection is being torn down.
     pub ending: Cell<bool>,
+    /// The TTT of our NOP-In ping still waiting for its NOP-Out, if any.
+    pub ping_outstanding: Cell<Option<u32>>,
+    /// Whether any PDU arrived since the keepalive last looked.
+    pub heard_from: Cell<bool>,
 }
 
 impl Session {
@@ -104,6 +108,8 @@ impl Session {
             stat_sn: Cell::new(stat_sn),
             next_ttt: Cell::new(1),
             ending: Cell::new(false),
+            ping_outstanding: Cell::new(None),
+            heard_from: Cell::new(false),
         }
     }
 

@@ -45,8 +45,19 @@ pub fn scratch(name: &str) -> PathBuf {
 /// The TOML of a one-target daemon with `luns` LUNs of `size` each on `port`; `extra` is
 /// appended inside the target table (ACLs, CHAP).
 pub fn config_text(dir: &Path, port: u16, luns: &[(u16, &str, u32)], extra: &str) -> String {
+    config_text_with(dir, port, luns, extra, "")
+}
+
+/// As [`config_text`], with `daemon_extra` lines in the `[daemon]` table.
+pub fn config_text_with(
+    dir: &Path,
+    port: u16,
+    luns: &[(u16, &str, u32)],
+    extra: &str,
+    daemon_extra: &str,
+) -> String {
     let mut s = format!(
-        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 64\nportals = [\"127.0.0.1:{port}\"]\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 64\nportals = [\"127.0.0.1:{port}\"]\n{daemon_extra}\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
         dir.display()
     );
     for (lun, size, bs) in luns {
@@ -67,6 +78,19 @@ impl Daemon {
         let port = free_port();
         let cfg = dir.join("ringsan.toml");
         std::fs::write(&cfg, config_text(&dir, port, luns, extra)).unwrap();
+        Daemon::spawn(dir, cfg, port)
+    }
+
+    /// Starts a daemon with extra `[daemon]` settings.
+    pub fn start_daemon_opts(name: &str, daemon_extra: &str) -> Daemon {
+        let dir = scratch(name);
+        let port = free_port();
+        let cfg = dir.join("ringsan.toml");
+        std::fs::write(
+            &cfg,
+            config_text_with(&dir, port, &[(0, "8M", 512)], "", daemon_extra),
+        )
+        .unwrap();
         Daemon::spawn(dir, cfg, port)
     }
 

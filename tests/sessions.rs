@@ -175,3 +175,59 @@ fn idle_connections_are_pinged_and_dead_ones_closed() {
     );
     assert!(d.log_text().contains("unanswered"), "{}", d.log_text());
 }
+
+#[test]
+fn lun_reset_from_another_initiator_aborts_my_stalled_write() {
+    use ringsan::iscsi::pdu::{encode_lun, Response, ScsiCommand};
+    let d = Daemon::start("lun-reset-cross");
+    let mut a = Conn::connect(d.addr);
+    let mut oa = LoginOptions::new(IQN);
+    oa.immediate_data = false;
+    oa.initial_r2t = true;
+    a.login(&oa).unwrap();
+    let _ = a.scsi(0, &TUR, &[], 0);
+    // A write that waits for its R2T data, which A never sends.
+    let mut cdb = [0u8; 16];
+    cdb[..10].copy_from_slice(&write10(0, 8));
+    let itt = a.next_itt();
+    let cmd = ScsiCommand {
+        immediate: false,
+        final_flag: true,
+        read: false,
+        write: true,
+        attr: 1,
+        ahs_len_words: 0,
+        data_len: 0,
+        lun: encode_lun(0),
+        itt,
+        expected_data_len: 4096,
+        cmdsn: a.cmdsn,
+        exp_statsn: a.exp_statsn,
+        cdb,
+    };
+    a.cmdsn += 1;
+    a.send(&cmd.encode(), &[]).unwrap();
+    match a.recv_response().unwrap().0 {
+        Response::R2t(r) => assert_eq!(r.itt, itt),
+        other => panic!("expected an R2T, got {other:?}"),
+    }
+    let mut b = Conn::connect(d.addr);
+    let mut ob = LoginOptions::new(IQN);
+    ob.initiator = "iqn.2026-11.io.ringsan:other-host".into();
+    b.login(&ob).unwrap();
+    assert_eq!(b.tmf(5, 0, 0).unwrap(), 0, "LOGICAL UNIT RESET completes");
+    // TAS=1 (the default): A's write completes with TASK ABORTED.
+    match a.recv_response().unwrap() {
+        (Response::ScsiResponse(r), _) => {
+            assert_eq!(r.itt, itt);
+            assert_eq!(r.status, 0x40, "TASK ABORTED");
+        }
+        (other, _) => panic!("expected A's write to end, got {other:?}"),
+    }
+    let r = a.scsi(0, &TUR, &[], 0).unwrap();
+    assert_eq!(
+        r.sense_key(),
+        (6, 0x29, 0x03),
+        "BUS DEVICE RESET FUNCTION OCCURRED"
+    );
+}

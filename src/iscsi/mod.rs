@@ -18,6 +18,7 @@ pub mod server;
 pub mod session;
 pub mod target;
 pub mod task;
+pub mod task_set;
 pub mod text;
 pub mod text_phase;
 pub mod tmf;

@@ -240,7 +240,11 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
         }
         _ => None,
     };
-    if !task.is_aborted() && !xfer.status_sent {
+    if task.is_aborted() && !xfer.status_sent {
+        if let Some(status) = task.abort_status() {
+            session.send_scsi_response(task.itt, status, None, Residual::default());
+        }
+    } else if !xfer.status_sent {
         if let Some(outcome) = outcome {
             let residual = if outcome.status == ScsiStatus::Good.code() {
                 xfer.residual()

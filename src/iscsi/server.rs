@@ -96,6 +96,15 @@ impl Server {
     }
 }
 
+/// Runs `f` with the session `tsih` if it lives on this reactor thread.
+pub fn with_local_session<R>(
+    tsih: u16,
+    f: impl FnOnce(Rc<crate::iscsi::session::Session>) -> R,
+) -> Option<R> {
+    let session = LOCAL_SESSIONS.with(|m| m.borrow().get(&tsih).and_then(Weak::upgrade))?;
+    Some(f(session))
+}
+
 /// Accepts connections on `listener` until shutdown, each served as its own task.
 pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
     let portal = listener.local_addr();

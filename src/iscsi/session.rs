@@ -260,6 +260,27 @@ impl Session {
         self.send(pdu.encode(), Payload::None);
     }
 
+    /// Aborts the tasks on the LUN `lun_raw` (every LUN with `None`) and waits for their I/O to
+    /// finish; with `status`, each aborted task still completes with that status (TAS=1).
+    pub async fn abort_tasks_on(&self, lun_raw: Option<u64>, status: Option<u8>) {
+        let tasks: Vec<Rc<TaskCtl>> = self
+            .tasks
+            .borrow()
+            .values()
+            .filter(|t| lun_raw.is_none_or(|l| t.lun_raw == l))
+            .cloned()
+            .collect();
+        for t in &tasks {
+            match status {
+                Some(s) => t.abort_with_status(s),
+                None => t.abort(),
+            }
+        }
+        for t in tasks {
+            t.finished().await;
+        }
+    }
+
     /// Aborts every task (connection loss, reinstatement) and waits for their I/O to finish.
     pub async fn abort_all_tasks(&self) {
         let tasks: Vec<Rc<TaskCtl>> = self.tasks.borrow().values().cloned().collect();

@@ -42,6 +42,7 @@ pub struct TaskCtl {
     /// Data-Out state.
     pub data: RefCell<DataOutState>,
     aborted: Cell<bool>,
+    abort_status: Cell<Option<u8>>,
     done: Cell<bool>,
     data_waiter: RefCell<Option<Waker>>,
     done_waiters: RefCell<Vec<Waker>>,
@@ -74,6 +75,7 @@ impl TaskCtl {
                 error: None,
             }),
             aborted: Cell::new(false),
+            abort_status: Cell::new(None),
             done: Cell::new(false),
             data_waiter: RefCell::new(None),
             done_waiters: RefCell::new(Vec::new()),
@@ -84,6 +86,18 @@ impl TaskCtl {
     pub fn abort(&self) {
         self.aborted.set(true);
         self.fail_data(TransferError::Aborted);
+    }
+
+    /// Aborts the task on behalf of another initiator with the control mode page's TAS bit set:
+    /// the task still completes, with status TASK ABORTED (SAM-5 §5.6).
+    pub fn abort_with_status(&self, status: u8) {
+        self.abort_status.set(Some(status));
+        self.abort();
+    }
+
+    /// The status to report for an aborted task (None: it ends silently).
+    pub fn abort_status(&self) -> Option<u8> {
+        self.abort_status.get()
     }
 
     /// Whether the task was aborted.

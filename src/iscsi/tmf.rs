@@ -11,6 +11,9 @@ use crate::iscsi::framing::Payload;
 use crate::iscsi::pdu::{decode_lun, tmf, tmf_response, TaskMgmtRequest, TaskMgmtResponse};
 use crate::iscsi::session::Session;
 use crate::iscsi::task::TaskCtl;
+use crate::iscsi::task_set::abort_in_other_sessions;
+use crate::scsi::lun::LogicalUnit;
+use crate::scsi::sense::ScsiStatus;
 
 /// Runs one task management request and sends its response.
 pub async fn run_task_management(session: Rc<Session>, req: TaskMgmtRequest) {
@@ -68,14 +71,10 @@ async fn abort_task(session: &Session, req: &TaskMgmtRequest) -> u8 {
     }
 }
 
-fn lun_tasks(session: &Session, lun_raw: u64) -> Vec<Rc<TaskCtl>> {
-    session
-        .tasks
-        .borrow()
-        .values()
-        .filter(|t| t.lun_raw == lun_raw)
-        .cloned()
-        .collect()
+/// The status other initiators' aborted tasks complete with: TASK ABORTED when the control mode
+/// page's TAS bit is set, none (they end silently, and learn it from a unit attention) otherwise.
+fn other_initiators_status(lu: &LogicalUnit) -> Option<u8> {
+    lu.mode().tas.then_some(ScsiStatus::TaskAborted.code())
 }
 
 async fn abort_lun_tasks(session: &Session, req: &TaskMgmtRequest) -> u8 {
@@ -85,8 +84,10 @@ async fn abort_lun_tasks(session: &Session, req: &TaskMgmtRequest) -> u8 {
     let Some(lu) = decode_lun(req.lun).and_then(|n| target.lun(n)) else {
         return tmf_response::LUN_DOES_NOT_EXIST;
     };
-    abort_tasks(lun_tasks(session, req.lun)).await;
+    session.abort_tasks_on(Some(req.lun), None).await;
     if req.function == tmf::CLEAR_TASK_SET {
+        // CLEAR TASK SET also ends the tasks other I_T nexuses have on the LU (SAM-5 §7.4).
+        abort_in_other_sessions(session, Some(req.lun), other_initiators_status(&lu)).await;
         if let Some(nexus) = &session.nexus {
             lu.tasks_cleared_by(nexus);
         }
@@ -101,7 +102,8 @@ async fn lun_reset(session: &Session, req: &TaskMgmtRequest) -> u8 {
     let Some(lu) = decode_lun(req.lun).and_then(|n| target.lun(n)) else {
         return tmf_response::LUN_DOES_NOT_EXIST;
     };
-    abort_tasks(lun_tasks(session, req.lun)).await;
+    session.abort_tasks_on(Some(req.lun), None).await;
+    abort_in_other_sessions(session, Some(req.lun), other_initiators_status(&lu)).await;
     lu.reset(session.nexus.as_ref());
     tmf_response::FUNCTION_COMPLETE
 }
@@ -110,8 +112,9 @@ async fn target_reset(session: &Session, req: &TaskMgmtRequest) -> u8 {
     let Some(target) = &session.target else {
         return tmf_response::REJECTED;
     };
-    let all: Vec<Rc<TaskCtl>> = session.tasks.borrow().values().cloned().collect();
-    abort_tasks(all).await;
+    session.abort_tasks_on(None, None).await;
+    let tas = target.luns().iter().any(|lu| lu.mode().tas);
+    abort_in_other_sessions(session, None, tas.then_some(ScsiStatus::TaskAborted.code())).await;
     for lu in target.luns() {
         lu.reset(session.nexus.as_ref());
     }

@@ -231,3 +231,96 @@ fn lun_reset_from_another_initiator_aborts_my_stalled_write() {
         "BUS DEVICE RESET FUNCTION OCCURRED"
     );
 }
+
+#[test]
+fn the_cmdsn_window_follows_the_free_buffers() {
+    use ringsan::iscsi::pdu::{encode_lun, Response, ScsiCommand};
+    // 16 buffers per reactor: the window can never be wider than that.
+    let d = Daemon::start_daemon_opts("window", "buffer_count = 16");
+    let mut c = Conn::connect(d.addr);
+    c.login(&LoginOptions::new(IQN)).unwrap();
+    let itt = c.next_itt();
+    let cmd = ScsiCommand {
+        immediate: false,
+        final_flag: true,
+        read: false,
+        write: false,
+        attr: 1,
+        ahs_len_words: 0,
+        data_len: 0,
+        lun: encode_lun(0),
+        itt,
+        expected_data_len: 0,
+        cmdsn: c.cmdsn,
+        exp_statsn: c.exp_statsn,
+        cdb: [0u8; 16],
+    };
+    c.cmdsn += 1;
+    c.send(&cmd.encode(), &[]).unwrap();
+    match c.recv_response().unwrap().0 {
+        Response::ScsiResponse(r) => {
+            let window = r.max_cmdsn.wrapping_sub(r.exp_cmdsn).wrapping_add(1);
+            assert!(
+                (1..=16).contains(&window),
+                "window {window} with 16 buffers"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn out_of_space_is_data_protect_space_allocation_failed() {
+    // A 64 MiB sparse LUN on a 1 MiB tmpfs: the file system fills up long before the LUN does.
+    let dir = common::scratch("enospc");
+    let mnt = dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        mounted,
+        "mounting a small tmpfs needs root (the test command runs as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join("ringsan.toml");
+    let text = common::config_text(&mnt, port, &[(0, "64M", 512)], "");
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::spawn(dir, cfg, port);
+    let mut c = Conn::connect(d.addr);
+    c.login(&LoginOptions::new(IQN)).unwrap();
+    let _ = c.scsi(0, &TUR, &[], 0);
+    let data = vec![0xa5u8; 256 * 1024];
+    let mut failed = None;
+    for i in 0..16u32 {
+        let r = c.scsi(0, &write10(i * 512, 512), &data, 0).unwrap();
+        if r.status != 0 {
+            failed = Some(r);
+            break;
+        }
+    }
+    let r = failed.expect("writing 4 MiB into a 1 MiB file system must fail");
+    assert_eq!(r.status, 2);
+    assert_eq!(
+        r.sense_key(),
+        (7, 0x27, 0x07),
+        "DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT"
+    );
+}

@@ -38,6 +38,13 @@ pub enum LoginError {
     Refused(u16),
 }
 
+/// The CmdSN window a new session starts with: what the free buffers allow, at most the queue
+/// depth, at least one.
+fn initial_window() -> u32 {
+    let free = ringsan_engine::reactor::buffer_pool().free_count() as u32;
+    free.clamp(1, MAX_QUEUE_DEPTH)
+}
+
 struct Wire<'a> {
     stream: &'a TcpStream,
     stat_sn: u32,
@@ -58,7 +65,7 @@ impl Wire<'_> {
             itt: req.itt,
             statsn: self.stat_sn,
             exp_cmdsn: req.cmdsn,
-            max_cmdsn: req.cmdsn.wrapping_add(MAX_QUEUE_DEPTH - 1),
+            max_cmdsn: req.cmdsn.wrapping_add(initial_window() - 1),
             status_class: reply.status_class,
             status_detail: reply.status_detail,
         };

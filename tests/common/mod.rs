@@ -56,8 +56,13 @@ pub fn config_text_with(
     extra: &str,
     daemon_extra: &str,
 ) -> String {
+    let buffers = if daemon_extra.contains("buffer_count") {
+        ""
+    } else {
+        "buffer_count = 64\n"
+    };
     let mut s = format!(
-        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 64\nportals = [\"127.0.0.1:{port}\"]\n{daemon_extra}\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\n{buffers}portals = [\"127.0.0.1:{port}\"]\n{daemon_extra}\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
         dir.display()
     );
     for (lun, size, bs) in luns {

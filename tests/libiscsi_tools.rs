@@ -169,3 +169,20 @@ fn several_sessions_at_once() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn header_digests_with_qemu_img() {
+    require("qemu-img", "qemu-utils");
+    let d = Daemon::start_with("hdigest-qemu", &[(0, "4M", 512)], "");
+    let opts = format!("driver=iscsi,transport=tcp,portal={},target={IQN},lun=0,header-digest=crc32c", d.addr);
+    let src = d.dir.join("src.bin");
+    let back = d.dir.join("back.bin");
+    let data = pattern(4 << 20, 3);
+    std::fs::write(&src, &data).unwrap();
+    let (ok, out) = run(Command::new("qemu-img").args(["convert", "-n", "-f", "raw"]).arg(&src).arg("--target-image-opts").arg(&opts), T);
+    assert!(ok, "write: {out}\n{}", d.log_text());
+    let (ok, out) = run(Command::new("qemu-img").args(["convert", "--image-opts"]).arg(&opts).args(["-O", "raw"]).arg(&back), T);
+    assert!(ok, "read: {out}\n{}", d.log_text());
+    assert!(std::fs::read(&back).unwrap() == data, "data read back with header digests differs");
+    assert!(d.log_text().contains("header_digest=true"), "CRC32C header digests were negotiated:\n{}", d.log_text());
+}

@@ -232,7 +232,19 @@ async fn enter_full_feature(
         return Err(wire.refuse(req, login_status::OUT_OF_RESOURCES).await);
     };
     wire.reply(req, reply, entry.tsih).await;
-    info!(initiator = %result.initiator_name, target = %target.iqn, tsih = entry.tsih, "session logged in");
+    info!(
+        initiator = %result.initiator_name,
+        target = %target.iqn,
+        tsih = entry.tsih,
+        header_digest = result.conn.header_digest,
+        data_digest = result.conn.data_digest,
+        immediate_data = result.session.immediate_data,
+        initial_r2t = result.session.initial_r2t,
+        max_burst = result.session.max_burst_length,
+        first_burst = result.session.first_burst_length,
+        max_recv_dsl = result.conn.max_recv_dsl_initiator,
+        "session logged in"
+    );
     Ok(Rc::new(Session::new(
         server.clone(),
         Some(target),

@@ -174,15 +174,95 @@ fn several_sessions_at_once() {
 fn header_digests_with_qemu_img() {
     require("qemu-img", "qemu-utils");
     let d = Daemon::start_with("hdigest-qemu", &[(0, "4M", 512)], "");
-    let opts = format!("driver=iscsi,transport=tcp,portal={},target={IQN},lun=0,header-digest=crc32c", d.addr);
+    let opts = format!(
+        "driver=iscsi,transport=tcp,portal={},target={IQN},lun=0,header-digest=crc32c",
+        d.addr
+    );
     let src = d.dir.join("src.bin");
     let back = d.dir.join("back.bin");
     let data = pattern(4 << 20, 3);
     std::fs::write(&src, &data).unwrap();
-    let (ok, out) = run(Command::new("qemu-img").args(["convert", "-n", "-f", "raw"]).arg(&src).arg("--target-image-opts").arg(&opts), T);
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw"])
+            .arg(&src)
+            .arg("--target-image-opts")
+            .arg(&opts),
+        T,
+    );
     assert!(ok, "write: {out}\n{}", d.log_text());
-    let (ok, out) = run(Command::new("qemu-img").args(["convert", "--image-opts"]).arg(&opts).args(["-O", "raw"]).arg(&back), T);
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "--image-opts"])
+            .arg(&opts)
+            .args(["-O", "raw"])
+            .arg(&back),
+        T,
+    );
     assert!(ok, "read: {out}\n{}", d.log_text());
-    assert!(std::fs::read(&back).unwrap() == data, "data read back with header digests differs");
-    assert!(d.log_text().contains("header_digest=true"), "CRC32C header digests were negotiated:\n{}", d.log_text());
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "data read back with header digests differs"
+    );
+    assert!(
+        d.log_text().contains("header_digest=true"),
+        "CRC32C header digests were negotiated:\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn several_targets_each_with_its_portal_group_tag() {
+    require("iscsi-ls", "libiscsi-bin");
+    let dir = common::scratch("targets");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join("ringsan.toml");
+    let text = format!(
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 32\nportals = [\"127.0.0.1:{port}\"]\n\n\
+         [[target]]\niqn = \"iqn.2026-11.io.ringsan:alpha\"\ntpgt = 7\n[[target.lun]]\nlun = 0\npath = \"a0.img\"\nsize = \"4M\"\n\n\
+         [[target]]\niqn = \"iqn.2026-11.io.ringsan:beta\"\ntpgt = 9\n[[target.lun]]\nlun = 2\npath = \"b2.img\"\nsize = \"4M\"\nblock_size = 4096\n",
+        dir.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::spawn(dir, cfg, port);
+    let (ok, out) = run(
+        Command::new("iscsi-ls")
+            .arg("-s")
+            .arg(format!("iscsi://{}", d.addr)),
+        T,
+    );
+    assert!(ok, "{out}\n{}", d.log_text());
+    assert!(
+        out.contains(&format!(
+            "Target:iqn.2026-11.io.ringsan:alpha Portal:{},7",
+            d.addr
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Target:iqn.2026-11.io.ringsan:beta Portal:{},9",
+            d.addr
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Lun:2"), "{out}");
+    let (ok, out) = run(
+        Command::new("iscsi-inq")
+            .arg("-e")
+            .arg("1")
+            .arg("-c")
+            .arg("131")
+            .arg(format!("iscsi://{}/iqn.2026-11.io.ringsan:beta/2", d.addr)),
+        T,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("iqn.2026-11.io.ringsan:beta,t,0x0009"),
+        "the target port name carries the TPGT: {out}"
+    );
 }

@@ -1,6 +1,16 @@
 //! The SCSI command executor: checks unit attentions, decodes the CDB, and runs the command
 //! against the logical unit's volume, moving data through the transport's [`DataTransfer`] one
 //! pool buffer at a time. Every failure ends in the status and sense data SPC-4/SBC-3 name.
+//!
+//! Rules that are easy to get wrong:
+//! - Data-Out length (the iSCSI Expected Data Transfer Length) against the CDB: WRITE and WRITE
+//!   AND VERIFY write only the whole blocks both cover and end GOOD (the transport reports the
+//!   over- or underflow as a residual); COMPARE AND WRITE and WRITE SAME take exactly what their
+//!   CDB implies and refuse anything else with INVALID FIELD IN CDB before any data moves.
+//! - A medium-writing command under SWP or a read-only export is DATA PROTECT, WRITE PROTECTED,
+//!   checked after the CDB decodes and before any data moves.
+//! - GET LBA STATUS starts at the requested LBA and reports a block deallocated only when the
+//!   backend's hole covers all of it.
 
 use std::io;
 
@@ -127,6 +137,7 @@ async fn execute_on<T: DataTransfer>(
     unit_attention_gate(lu, ctx.nexus, opcode)?;
     let geom = lu.geometry();
     let command = decode(cdb, &geom)?;
+    mode::write_protect_check(&command, &lu.mode())?;
     run(lu, ctx, &command, cdb, xfer).await
 }
 
@@ -315,9 +326,31 @@ fn durability(lu: &LogicalUnit, fua: bool) -> Durability {
 
 /// The byte length of `blocks` blocks, and the chunk size in whole blocks.
 fn sizes(lu: &LogicalUnit, xfer: &impl DataTransfer, blocks: u64) -> (u64, usize) {
-    let bs = lu.geometry().block_size as usize;
+    let bs = (lu.geometry().block_size as usize).max(1);
     let chunk = (xfer.chunk_bytes() / bs).max(1) * bs;
-    (blocks * bs as u64, chunk)
+    (blocks.saturating_mul(bs as u64), chunk)
+}
+
+/// COMPARE AND WRITE and WRITE SAME take exactly the Data-Out their CDB implies: any other
+/// Expected Data Transfer Length is ILLEGAL REQUEST, INVALID FIELD IN CDB (pointing at
+/// `field`, the byte that sets the length, when there is one), decided before any data moves.
+fn data_out_must_be(xfer: &impl DataTransfer, wanted: u64, field: Option<u16>) -> Exec {
+    if xfer.expected_len() == wanted {
+        return Ok(());
+    }
+    Err(check(match field {
+        Some(byte) => Sense::invalid_field_in_cdb(byte, None),
+        None => Sense::illegal_request(Asc::INVALID_FIELD_IN_CDB),
+    }))
+}
+
+/// How many bytes of a `total`-byte WRITE to take when the initiator announced `expected`: the
+/// whole blocks both cover. Less Data-Out than the CDB asks for writes only the blocks that
+/// arrive whole (none when less than one block); more writes the CDB's length. The transport
+/// reports the difference as a residual (RFC 7143 §11.4.5.2).
+fn write_len(total: u64, expected: u64, block_size: u64) -> u64 {
+    let bs = block_size.max(1);
+    total.min(expected / bs * bs)
 }
 
 async fn read<T: DataTransfer>(lu: &LogicalUnit, xfer: &mut T, lba: u64, blocks: u64) -> Exec {
@@ -348,16 +381,12 @@ async fn write<T: DataTransfer>(
 ) -> Exec {
     let (total, chunk) = sizes(lu, xfer, blocks);
     xfer.set_command_len(total);
-    if total > xfer.expected_len() {
-        return Err(check(Sense::illegal_request(
-            Asc::INVALID_FIELD_IN_COMMAND_IU,
-        )));
-    }
     let bs = lu.geometry().block_size as u64;
+    let wanted = write_len(total, xfer.expected_len(), bs);
     let how = durability(lu, fua);
     let mut done = 0u64;
-    while done < total {
-        let len = (total - done).min(chunk as u64) as usize;
+    while done < wanted {
+        let len = (wanted - done).min(chunk as u64) as usize;
         let buf = xfer.receive(len).await.map_err(transfer_failed)?;
         let (result, _buf) = lu.volume().write(buf, 0, len, lba * bs + done, how).await;
         result.map_err(|e| io_failed(&e, true))?;
@@ -463,6 +492,8 @@ async fn compare_and_write<T: DataTransfer>(
     let bs = lu.geometry().block_size as usize;
     let len = blocks as usize * bs;
     xfer.set_command_len(2 * len as u64);
+    // NUMBER OF LOGICAL BLOCKS (byte 13) sets the length; 256 blocks wrap it to 0.
+    data_out_must_be(xfer, 2 * len as u64, Some(13))?;
     if len == 0 {
         return Ok(());
     }
@@ -491,11 +522,12 @@ async fn write_same<T: DataTransfer>(
 ) -> Exec {
     let geom = lu.geometry();
     let bs = geom.block_size as usize;
+    let sent = if ndob { 0 } else { bs };
+    xfer.set_command_len(sent as u64);
+    data_out_must_be(xfer, sent as u64, None)?;
     let pattern: Option<Buf> = if ndob {
-        xfer.set_command_len(0);
         None
     } else {
-        xfer.set_command_len(bs as u64);
         Some(xfer.receive(bs).await.map_err(transfer_failed)?)
     };
     let zeroes = pattern
@@ -552,17 +584,338 @@ async fn get_lba_status<T: DataTransfer>(
     alloc_len: u32,
 ) -> Exec {
     let geom = lu.geometry();
-    let bs = geom.block_size as u64;
-    let span_blocks = (geom.num_blocks - lba).min(1 << 20);
+    let bs = u64::from(geom.block_size.max(1));
+    let span_blocks = geom.num_blocks.saturating_sub(lba).min(1 << 20);
     let extents = lu
         .volume()
-        .allocation(lba * bs, span_blocks * bs)
+        .allocation(lba.saturating_mul(bs), span_blocks * bs)
         .await
         .map_err(|e| io_failed(&e, false))?;
-    let runs: Vec<(u64, u64, bool)> = extents
-        .iter()
-        .map(|e| (e.offset / bs, e.len.div_ceil(bs), e.mapped))
-        .collect();
-    let data = lba_status::get_lba_status_data(&runs, alloc_len);
+    let extents =
+        lba_status::extents_from_bytes(extents.iter().map(|e| (e.offset, e.len, e.mapped)), bs);
+    // Anchored at the STARTING LOGICAL BLOCK ADDRESS, whatever the backend reported.
+    let data = lba_status::get_lba_status(lba, &extents, &geom, alloc_len)?;
     send_small(xfer, data, alloc_len as usize).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use ringsan_engine::buffer::BufferPool;
+    use ringsan_engine::reactor::buffer_pool;
+    use ringsan_engine::{Reactor, ReactorConfig};
+
+    use super::*;
+    use crate::scsi::lun::test_support::{nexus, scratch_unit};
+
+    /// An initiator that announces `expected` bytes and sends `data_out`.
+    struct Mock {
+        pool: BufferPool,
+        expected: u64,
+        data_out: Vec<u8>,
+        received: usize,
+        command_len: Option<u64>,
+        sent: Vec<u8>,
+    }
+
+    impl DataTransfer for Mock {
+        fn expected_len(&self) -> u64 {
+            self.expected
+        }
+        fn chunk_bytes(&self) -> usize {
+            self.pool.buffer_size()
+        }
+        fn set_command_len(&mut self, bytes: u64) {
+            self.command_len = Some(bytes);
+        }
+        async fn receive(&mut self, len: usize) -> Result<Buf, TransferError> {
+            let end = self.received + len;
+            if end as u64 > self.expected || end > self.data_out.len() {
+                return Err(TransferError::Protocol("more than the initiator announced"));
+            }
+            let mut buf = self.pool.get().await;
+            buf.set_len(len);
+            buf.as_mut_slice()
+                .copy_from_slice(&self.data_out[self.received..end]);
+            self.received = end;
+            Ok(buf)
+        }
+        async fn send(&mut self, buf: Buf, len: usize, _: bool) -> Result<(), TransferError> {
+            self.sent.extend_from_slice(&buf.as_slice()[..len]);
+            Ok(())
+        }
+        async fn send_bytes(&mut self, data: Vec<u8>, _: bool) -> Result<(), TransferError> {
+            self.sent.extend_from_slice(&data);
+            Ok(())
+        }
+        async fn buffer(&mut self) -> Buf {
+            self.pool.get().await
+        }
+        fn aborted(&self) -> bool {
+            false
+        }
+    }
+
+    /// What came back from one command.
+    struct Ran {
+        outcome: CommandOutcome,
+        received: usize,
+        command_len: Option<u64>,
+        sent: Vec<u8>,
+    }
+
+    impl Ran {
+        /// (sense key, ASC, ASCQ) of fixed-format sense data, or None with GOOD status.
+        fn sense(&self) -> Option<(u8, u8, u8)> {
+            let s = self.outcome.sense.as_ref()?;
+            Some((s[2] & 0x0F, s[12], s[13]))
+        }
+    }
+
+    fn reactor() -> Reactor {
+        Reactor::new(&ReactorConfig {
+            ring_entries: 64,
+            buffer_size_bytes: 64 * 1024,
+            buffer_count: 8,
+            fixed_files: 8,
+        })
+        .unwrap()
+    }
+
+    const ILLEGAL_REQUEST: u8 = 0x05;
+    const INVALID_FIELD_IN_CDB: (u8, u8, u8) = (ILLEGAL_REQUEST, 0x24, 0x00);
+
+    /// Runs `cdb` from nexus "iqn.a:1" (its power-on unit attention already cleared).
+    fn exec(r: &Reactor, lu: &Rc<LogicalUnit>, cdb: &[u8], expected: u64, data_out: &[u8]) -> Ran {
+        let lu = lu.clone();
+        let cdb = cdb.to_vec();
+        let data_out = data_out.to_vec();
+        r.block_on(async move {
+            let n = nexus("iqn.a:1");
+            lu.take_unit_attention(&n);
+            let luns = || vec![0u16];
+            let ctx = CommandContext {
+                nexus: &n,
+                lun: 0,
+                lu: Some(&lu),
+                luns: &luns,
+            };
+            let mut m = Mock {
+                pool: buffer_pool(),
+                expected,
+                data_out,
+                received: 0,
+                command_len: None,
+                sent: Vec::new(),
+            };
+            let outcome = execute(&ctx, &cdb, &mut m).await;
+            Ran {
+                outcome,
+                received: m.received,
+                command_len: m.command_len,
+                sent: m.sent,
+            }
+        })
+        .unwrap()
+    }
+
+    fn cdb10(opcode: u8, byte1: u8, lba: u32, blocks: u16) -> Vec<u8> {
+        let mut c = vec![opcode, byte1, 0, 0, 0, 0, 0, 0, 0, 0];
+        c[2..6].copy_from_slice(&lba.to_be_bytes());
+        c[7..9].copy_from_slice(&blocks.to_be_bytes());
+        c
+    }
+
+    fn caw(lba: u64, blocks: u8) -> Vec<u8> {
+        let mut c = vec![0u8; 16];
+        c[0] = 0x89;
+        c[2..10].copy_from_slice(&lba.to_be_bytes());
+        c[13] = blocks;
+        c
+    }
+
+    fn read_blocks(r: &Reactor, lu: &Rc<LogicalUnit>, lba: u32, blocks: u16) -> Vec<u8> {
+        let ran = exec(
+            r,
+            lu,
+            &cdb10(0x28, 0, lba, blocks),
+            u64::from(blocks) * 512,
+            &[],
+        );
+        assert_eq!(ran.outcome, CommandOutcome::good());
+        ran.sent
+    }
+
+    fn write_blocks(r: &Reactor, lu: &Rc<LogicalUnit>, lba: u32, data: &[u8]) {
+        let blocks = (data.len() / 512) as u16;
+        let ran = exec(r, lu, &cdb10(0x2A, 0, lba, blocks), data.len() as u64, data);
+        assert_eq!(ran.outcome, CommandOutcome::good());
+    }
+
+    #[test]
+    fn write_len_takes_the_whole_blocks_both_cover() {
+        assert_eq!(write_len(1024, 512, 512), 512);
+        assert_eq!(write_len(512, 0, 512), 0);
+        assert_eq!(write_len(512, 200, 512), 0);
+        assert_eq!(write_len(512, 10_000, 512), 512);
+        assert_eq!(write_len(1024, 1000, 512), 512);
+        assert_eq!(write_len(1024, 1024, 0), 1024, "no division by zero");
+    }
+
+    #[test]
+    fn compare_and_write_needs_exactly_twice_the_blocks() {
+        let r = reactor();
+        let lu = Rc::new(scratch_unit(1024, |g| g.max_compare_write_blocks = 4));
+        write_blocks(&r, &lu, 0, &[b'A'; 1024]);
+        // 256 blocks wrap NUMBER OF LOGICAL BLOCKS to 0 while 2 * 256 blocks are announced.
+        let big = vec![b'A'; 2 * 256 * 512];
+        let ran = exec(&r, &lu, &caw(0, 0), big.len() as u64, &big);
+        assert_eq!(ran.sense(), Some(INVALID_FIELD_IN_CDB));
+        assert_eq!(ran.received, 0, "refused before any data moved");
+        // Too much and too little Data-Out for one block.
+        for edtl in [4 * 512, 512, 1] {
+            let ran = exec(&r, &lu, &caw(0, 1), edtl as u64, &vec![b'A'; edtl]);
+            assert_eq!(ran.sense(), Some(INVALID_FIELD_IN_CDB), "EDTL {edtl}");
+            assert_eq!(ran.received, 0);
+        }
+        assert_eq!(
+            read_blocks(&r, &lu, 0, 2),
+            vec![b'A'; 1024],
+            "nothing written"
+        );
+        // Exactly 2 * NLB blocks: compared and written.
+        let mut data = vec![b'A'; 1024];
+        data.extend_from_slice(&[b'B'; 1024]);
+        let ran = exec(&r, &lu, &caw(0, 2), 2048, &data);
+        assert_eq!(ran.outcome, CommandOutcome::good());
+        assert_eq!(read_blocks(&r, &lu, 0, 2), vec![b'B'; 1024]);
+        // Zero blocks with nothing announced: nothing to do.
+        assert_eq!(
+            exec(&r, &lu, &caw(0, 0), 0, &[]).outcome,
+            CommandOutcome::good()
+        );
+    }
+
+    #[test]
+    fn write_same_needs_exactly_one_block() {
+        let r = reactor();
+        let lu = Rc::new(scratch_unit(1024, |_| {}));
+        write_blocks(&r, &lu, 0, &[b'A'; 512]);
+        let ws10 = cdb10(0x41, 0x08, 0, 1);
+        for edtl in [256usize, 1024, 0] {
+            let ran = exec(&r, &lu, &ws10, edtl as u64, &vec![0xA6; edtl]);
+            assert_eq!(ran.sense(), Some(INVALID_FIELD_IN_CDB), "EDTL {edtl}");
+            assert_eq!(ran.received, 0);
+        }
+        assert_eq!(read_blocks(&r, &lu, 0, 1), vec![b'A'; 512]);
+        let ran = exec(&r, &lu, &ws10, 512, &[0xA6; 512]);
+        assert_eq!(ran.outcome, CommandOutcome::good());
+        assert_eq!(read_blocks(&r, &lu, 0, 1), vec![0xA6; 512]);
+        // NDOB: no Data-Out at all.
+        let mut ws16 = vec![0u8; 16];
+        ws16[0] = 0x93;
+        ws16[1] = 0x01;
+        ws16[13] = 1;
+        let ran = exec(&r, &lu, &ws16, 512, &[0; 512]);
+        assert_eq!(ran.sense(), Some(INVALID_FIELD_IN_CDB));
+        assert_eq!(exec(&r, &lu, &ws16, 0, &[]).outcome, CommandOutcome::good());
+        assert_eq!(read_blocks(&r, &lu, 0, 1), vec![0; 512]);
+    }
+
+    #[test]
+    fn write_takes_only_the_blocks_the_initiator_sends() {
+        let r = reactor();
+        let lu = Rc::new(scratch_unit(1024, |_| {}));
+        for opcode in [0x2A, 0x2E] {
+            write_blocks(&r, &lu, 0, &[b'a'; 1024]);
+            // Two blocks asked for, one announced: the first block is written, GOOD.
+            let ran = exec(&r, &lu, &cdb10(opcode, 0, 0, 2), 512, &[b'b'; 512]);
+            assert_eq!(ran.outcome, CommandOutcome::good(), "{opcode:02x}");
+            assert_eq!(
+                ran.command_len,
+                Some(1024),
+                "residual from the CDB's length"
+            );
+            let back = read_blocks(&r, &lu, 0, 2);
+            assert_eq!(&back[..512], &[b'b'; 512][..]);
+            assert_eq!(&back[512..], &[b'a'; 512][..]);
+            // Nothing, or less than a block, announced: nothing written, GOOD.
+            for edtl in [0usize, 200] {
+                let ran = exec(
+                    &r,
+                    &lu,
+                    &cdb10(opcode, 0, 1, 1),
+                    edtl as u64,
+                    &vec![b'c'; edtl],
+                );
+                assert_eq!(ran.outcome, CommandOutcome::good(), "EDTL {edtl}");
+                assert_eq!(ran.received, 0);
+                assert_eq!(ran.command_len, Some(512));
+            }
+            assert_eq!(read_blocks(&r, &lu, 1, 1), vec![b'a'; 512]);
+            // More announced than the CDB asks for: the CDB's blocks only.
+            let ran = exec(&r, &lu, &cdb10(opcode, 0, 0, 1), 1024, &[b'd'; 1024]);
+            assert_eq!(ran.outcome, CommandOutcome::good());
+            assert_eq!(ran.received, 512);
+            let back = read_blocks(&r, &lu, 0, 2);
+            assert_eq!(&back[..512], &[b'd'; 512][..]);
+            assert_eq!(&back[512..], &[b'a'; 512][..]);
+        }
+    }
+
+    #[test]
+    fn software_write_protect_refuses_medium_writes() {
+        let r = reactor();
+        let lu = Rc::new(scratch_unit(1024, |_| {}));
+        write_blocks(&r, &lu, 0, &[b'a'; 512]);
+        let mut mode = lu.mode();
+        mode.swp = true;
+        lu.set_mode(mode, &nexus("iqn.a:1"));
+        let data_protect = Some((0x07, 0x27, 0x00));
+        let ws10 = cdb10(0x41, 0, 0, 1);
+        let mut unmap = cdb10(0x42, 0, 0, 0);
+        unmap[8] = 24;
+        for (cdb, edtl) in [
+            (cdb10(0x2A, 0, 0, 1), 512),
+            (cdb10(0x2E, 0, 0, 1), 512),
+            (ws10, 512),
+            (caw(0, 1), 1024),
+            (unmap, 24),
+        ] {
+            let ran = exec(&r, &lu, &cdb, edtl, &vec![b'z'; edtl as usize]);
+            assert_eq!(ran.sense(), data_protect, "{:02x}", cdb[0]);
+            assert_eq!(ran.received, 0);
+        }
+        assert_eq!(
+            read_blocks(&r, &lu, 0, 1),
+            vec![b'a'; 512],
+            "reads still work"
+        );
+        let mut mode = lu.mode();
+        mode.swp = false;
+        lu.set_mode(mode, &nexus("iqn.a:1"));
+        write_blocks(&r, &lu, 0, &[b'b'; 512]);
+    }
+
+    #[test]
+    fn get_lba_status_starts_at_the_requested_lba() {
+        let r = reactor();
+        let lu = Rc::new(scratch_unit(1024, |_| {}));
+        write_blocks(&r, &lu, 0, &[b'a'; 32 * 512]);
+        for lba in [0u64, 1, 9, 31, 32, 100, 1023] {
+            let mut cdb = vec![0u8; 16];
+            cdb[0] = 0x9E;
+            cdb[1] = 0x12;
+            cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+            cdb[13] = 24;
+            let ran = exec(&r, &lu, &cdb, 24, &[]);
+            assert_eq!(ran.outcome, CommandOutcome::good());
+            assert_eq!(ran.sent.len(), 24);
+            let first = u64::from_be_bytes(ran.sent[8..16].try_into().unwrap());
+            assert_eq!(first, lba);
+            let mapped = ran.sent[20] == 0;
+            assert_eq!(mapped, lba < 32, "LBA {lba}");
+        }
+    }
 }

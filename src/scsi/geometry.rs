@@ -45,21 +45,26 @@ pub struct LuGeometry {
 impl LuGeometry {
     /// A geometry with ringsan's default limits: 8 MiB maximum and 1 MiB optimal transfers, one
     /// block COMPARE AND WRITE (what VMware ATS and Linux use), 256 UNMAP descriptors (libiscsi's
-    /// Unmap.ZeroBlocks sends 256) of at most 1 Mi blocks in total, and an unmap granularity of
-    /// one physical block.
+    /// Unmap.ZeroBlocks sends 256) of at most 1 Mi blocks in total, WRITE SAME of at most the
+    /// maximum transfer length, and an unmap granularity of one physical block.
+    ///
+    /// MAXIMUM WRITE SAME LENGTH is kept at or below MAXIMUM TRANSFER LENGTH: initiators (libiscsi
+    /// `WriteSame16.Unmap`) write and read back as many blocks as one WRITE SAME may cover, and
+    /// those READs and WRITEs must fit the transfer limit.
     pub fn new(block_size: u32, num_blocks: u64) -> Self {
         let bs = block_size.max(1);
+        let max_transfer_blocks = ((8u32 << 20) / bs).max(1);
         Self {
             block_size,
             num_blocks,
             physical_block_exp: 0,
             thin: false,
             lbprz: false,
-            max_transfer_blocks: ((8u32 << 20) / bs).max(1),
+            max_transfer_blocks,
             optimal_transfer_blocks: ((1u32 << 20) / bs).max(1),
             max_unmap_lba_count: 1 << 20,
             max_unmap_descriptors: 256,
-            max_write_same_blocks: 1 << 20,
+            max_write_same_blocks: u64::from(max_transfer_blocks),
             max_compare_write_blocks: 1,
             unmap_granularity_blocks: 1,
         }
@@ -132,11 +137,21 @@ mod tests {
     }
 
     #[test]
+    fn write_same_fits_the_transfer_limit() {
+        for bs in [512, 4096] {
+            let g = LuGeometry::new(bs, 1 << 30);
+            assert!(g.max_write_same_blocks > 0);
+            assert!(g.max_write_same_blocks <= u64::from(g.max_transfer_blocks));
+        }
+    }
+
+    #[test]
     fn defaults_and_helpers() {
         let mut g = LuGeometry::new(4096, 0);
         assert_eq!(g.last_lba(), 0);
         assert_eq!(g.max_transfer_blocks, 2048);
         assert_eq!(g.optimal_transfer_blocks, 256);
+        assert_eq!(g.max_write_same_blocks, 2048);
         g.physical_block_exp = 3;
         assert_eq!(g.physical_block_size(), 32768);
         assert_eq!(g.blocks_per_physical(), 8);

@@ -51,6 +51,34 @@ fn push(runs: &mut Vec<(u64, u64, bool)>, lba: u64, blocks: u64, mapped: bool) {
     runs.push((lba, blocks, mapped));
 }
 
+/// Logical-block extents from the backend's byte extents `(offset, len, mapped)` for blocks of
+/// `block_size` bytes. The backend's granularity (the file system block) need not match the
+/// logical block: a block is reported deallocated only when all of it lies in a hole, so a
+/// deallocated extent shrinks to the whole blocks inside it and a mapped one grows to the blocks
+/// it touches.
+pub fn extents_from_bytes(
+    extents: impl IntoIterator<Item = (u64, u64, bool)>,
+    block_size: u64,
+) -> Vec<LbaExtent> {
+    let bs = block_size.max(1);
+    extents
+        .into_iter()
+        .filter_map(|(offset, len, mapped)| {
+            let end = offset.saturating_add(len);
+            let (first, last) = if mapped {
+                (offset / bs, end.div_ceil(bs))
+            } else {
+                (offset.div_ceil(bs), end / bs)
+            };
+            (last > first).then(|| LbaExtent {
+                lba: first,
+                blocks: last - first,
+                mapped,
+            })
+        })
+        .collect()
+}
+
 /// GET LBA STATUS parameter data for STARTING LBA `start_lba` from `extents` (any order; overlaps
 /// resolved in favour of the earlier-starting extent), LOGICAL BLOCK ADDRESS OUT OF RANGE when
 /// `start_lba` is past the last LBA.
@@ -253,6 +281,50 @@ mod tests {
         assert_eq!(
             descs(&get_lba_status_data(&[(u64::MAX - 1, 5, false)], 24)),
             vec![(u64::MAX - 1, 1, 1)]
+        );
+    }
+
+    #[test]
+    fn byte_extents_to_blocks() {
+        // 4 KiB file system blocks under 512-byte logical blocks: whole-block holes.
+        let e = extents_from_bytes([(0, 4096, false), (4096, 8192, true)], 512);
+        assert_eq!(e, vec![ext(0, 8, false), ext(8, 16, true)]);
+        // A hole that covers part of a logical block does not deallocate it.
+        let e = extents_from_bytes(
+            [(0, 1024, true), (1024, 1024, false), (2048, 6144, true)],
+            4096,
+        );
+        assert_eq!(e, vec![ext(0, 1, true), ext(0, 2, true)]);
+        // A query starting inside a hole: the deallocated extent starts at the next whole block.
+        let e = extents_from_bytes([(4608, 3584, false), (8192, 512, true)], 512);
+        assert_eq!(e, vec![ext(9, 7, false), ext(16, 1, true)]);
+        assert!(extents_from_bytes([(512, 0, true), (10, 100, false)], 512).is_empty());
+        assert_eq!(
+            extents_from_bytes([(u64::MAX - 10, 100, true)], 0).len(),
+            1,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn first_descriptor_starts_at_the_requested_lba() {
+        // The backend reports from the start of the byte range asked for, which may lie inside a
+        // deallocated or mapped block run; the first descriptor still starts at STARTING LBA.
+        let g = LuGeometry::new(512, 1000);
+        let e = extents_from_bytes([(4608, 3584, true), (8192, 4096, false)], 512);
+        assert_eq!(
+            descs(&get_lba_status(9, &e, &g, 1024).unwrap()),
+            vec![(9, 7, 0), (16, 8, 1)]
+        );
+        let e = extents_from_bytes([(0, 4096, true)], 512);
+        assert_eq!(
+            descs(&get_lba_status(3, &e, &g, 24).unwrap()),
+            vec![(3, 5, 0)]
+        );
+        // Nothing reported: the rest of the medium, mapped, from STARTING LBA (not from LBA 0).
+        assert_eq!(
+            descs(&get_lba_status(7, &[], &g, 24).unwrap()),
+            vec![(7, 993, 0)]
         );
     }
 

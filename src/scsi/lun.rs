@@ -149,12 +149,19 @@ impl LogicalUnit {
         self.raise(nexus, UnitAttention::ItNexusLoss);
     }
 
-    /// A LOGICAL UNIT RESET (or target reset): every nexus but the one that asked for it gets
-    /// BUS DEVICE RESET FUNCTION OCCURRED (29h/03h); mode pages return to their defaults.
+    /// A LOGICAL UNIT RESET (or target reset) through `by`: every I_T nexus, the one that asked
+    /// for it included (SAM-5 §6.3.3, "all I_T nexuses"), gets BUS DEVICE RESET FUNCTION
+    /// OCCURRED (29h/03h). A nexus that has never addressed this unit still starts with POWER
+    /// ON, RESET, OR BUS DEVICE RESET OCCURRED, the more general condition. Mode pages keep their
+    /// current values (there are no saved pages to restore).
     pub fn reset(&self, by: Option<&Nexus>) {
-        match by {
-            Some(n) => self.raise_for_others(n, UnitAttention::BusDeviceReset),
-            None => self.raise_for_all(UnitAttention::BusDeviceReset),
+        if let Ok(mut map) = self.unit_attentions.lock() {
+            if let Some(n) = by {
+                map.entry(n.clone()).or_insert_with(UaQueue::power_on);
+            }
+            for q in map.values_mut() {
+                q.push(UnitAttention::BusDeviceReset);
+            }
         }
     }
 
@@ -163,6 +170,114 @@ impl LogicalUnit {
     pub fn tasks_cleared_by(&self, by: &Nexus) {
         if !self.mode().tas {
             self.raise_for_others(by, UnitAttention::CommandsClearedByAnotherInitiator);
+        }
+    }
+}
+
+/// Logical units over scratch files, for the SCSI layer's tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use ringsan_engine::disk::{create_sparse, FileDisk};
+    use ringsan_engine::volume::Volume;
+
+    use super::LogicalUnit;
+    use crate::scsi::geometry::LuGeometry;
+    use crate::scsi::inquiry::LuIdentity;
+    use crate::scsi::mode::ModeState;
+    use crate::scsi::nexus::Nexus;
+
+    /// A thin-provisioned unit of `blocks` 512-byte blocks over a sparse scratch file (unlinked at
+    /// once: the open descriptor keeps it alive), with `tune` applied to its geometry.
+    pub(crate) fn scratch_unit(blocks: u64, tune: impl FnOnce(&mut LuGeometry)) -> LogicalUnit {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ringsan-scsi-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        create_sparse(&path, blocks * 512).unwrap();
+        let disk = FileDisk::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut geometry = LuGeometry::new(512, blocks);
+        geometry.thin = true;
+        geometry.lbprz = true;
+        tune(&mut geometry);
+        let identity = LuIdentity::new([1; 16], None, None, "iqn.t:x,t,0x0001", 1, 1, "lu");
+        LogicalUnit::new(
+            0,
+            Volume::new(disk),
+            geometry,
+            identity,
+            ModeState::new(true),
+        )
+    }
+
+    /// The I_T nexus of initiator `name`.
+    pub(crate) fn nexus(name: &str) -> Nexus {
+        Nexus::new(name, [0x40, 0, 0, 0, 0, 1], "iqn.t:x", 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{nexus, scratch_unit};
+    use super::*;
+
+    #[test]
+    fn lun_reset_reaches_every_nexus_including_the_issuer() {
+        let lu = scratch_unit(64, |_| {});
+        let (a, b) = (nexus("iqn.a:1"), nexus("iqn.b:2"));
+        for n in [&a, &b] {
+            assert_eq!(lu.take_unit_attention(n), Some(UnitAttention::PowerOnReset));
+            assert_eq!(lu.take_unit_attention(n), None);
+        }
+        lu.reset(Some(&a));
+        for n in [&a, &b] {
+            assert_eq!(
+                lu.take_unit_attention(n),
+                Some(UnitAttention::BusDeviceReset),
+                "{}",
+                n.initiator_port
+            );
+            assert_eq!(lu.take_unit_attention(n), None);
+        }
+        // A nexus first seen after the reset reports the more general power-on condition.
+        let c = nexus("iqn.c:3");
+        assert_eq!(
+            lu.take_unit_attention(&c),
+            Some(UnitAttention::PowerOnReset)
+        );
+        assert_eq!(lu.take_unit_attention(&c), None);
+    }
+
+    #[test]
+    fn reset_by_a_new_nexus_or_by_the_target() {
+        let lu = scratch_unit(64, |_| {});
+        let a = nexus("iqn.a:1");
+        lu.take_unit_attention(&a);
+        // The issuer had never addressed this unit: it still learns of the reset, as power-on.
+        let d = nexus("iqn.d:4");
+        lu.reset(Some(&d));
+        assert_eq!(
+            lu.take_unit_attention(&d),
+            Some(UnitAttention::PowerOnReset)
+        );
+        assert_eq!(lu.take_unit_attention(&d), None);
+        assert_eq!(
+            lu.take_unit_attention(&a),
+            Some(UnitAttention::BusDeviceReset)
+        );
+        // Without an issuing nexus every known one gets it, once.
+        lu.reset(None);
+        lu.reset(None);
+        for n in [&a, &d] {
+            assert_eq!(
+                lu.take_unit_attention(n),
+                Some(UnitAttention::BusDeviceReset)
+            );
+            assert_eq!(lu.take_unit_attention(n), None);
         }
     }
 }

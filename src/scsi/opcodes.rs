@@ -12,6 +12,10 @@
 //!   we do not implement at all is answered with SUPPORT=001b, not with an error.
 //! - The first byte of the CDB USAGE DATA is the opcode itself and, for a command with a service
 //!   action, the service action bits of byte 1 hold the service action value (SPC-4 §6.35.3).
+//! - Byte 1 of the usage data shows DPO (bit 4) wherever the decoder accepts it: READ, WRITE,
+//!   VERIFY and WRITE AND VERIFY (libiscsi `Verify*.Dpo`/`WriteVerify*.Dpo` expect it there because
+//!   the mode parameter header reports DPOFUA=1), FUA (bit 3) on READ/WRITE/ORWRITE/COMPARE AND
+//!   WRITE, and the BYTCHK values we accept (01b for WRITE AND VERIFY, 01b and 11b for VERIFY).
 //! - UNMAP is only in the table for a thin-provisioned unit: a fully provisioned one reports
 //!   LBPU=0, so UNMAP must be INVALID COMMAND OPERATION CODE there, and RSOC must agree.
 //! - PERSISTENT RESERVE IN/OUT and RESERVE/RELEASE are decoded by [`super::cdb::decode_any`] but
@@ -173,8 +177,8 @@ pub static SUPPORTED: &[OpcodeInfo] = &[
     e(READ_10, "READ(10)", &[READ_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
     e(WRITE_10, "WRITE(10)", &[WRITE_10, 0x18, FF, FF, FF, FF, 0, FF, FF, 0]),
     e(WRITE_AND_VERIFY_10, "WRITE AND VERIFY(10)",
-        &[WRITE_AND_VERIFY_10, 0x02, FF, FF, FF, FF, 0, FF, FF, 0]),
-    e(VERIFY_10, "VERIFY(10)", &[VERIFY_10, 0x06, FF, FF, FF, FF, 0, FF, FF, 0]),
+        &[WRITE_AND_VERIFY_10, 0x12, FF, FF, FF, FF, 0, FF, FF, 0]),
+    e(VERIFY_10, "VERIFY(10)", &[VERIFY_10, 0x16, FF, FF, FF, FF, 0, FF, FF, 0]),
     e(PRE_FETCH_10, "PRE-FETCH(10)", &[PRE_FETCH_10, 0x02, FF, FF, FF, FF, 0, FF, FF, 0]),
     e(SYNCHRONIZE_CACHE_10, "SYNCHRONIZE CACHE(10)",
         &[SYNCHRONIZE_CACHE_10, 0x02, FF, FF, FF, FF, 0, FF, FF, 0]),
@@ -190,9 +194,9 @@ pub static SUPPORTED: &[OpcodeInfo] = &[
     e(ORWRITE_16, "ORWRITE(16)",
         &[ORWRITE_16, 0x08, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(WRITE_AND_VERIFY_16, "WRITE AND VERIFY(16)",
-        &[WRITE_AND_VERIFY_16, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+        &[WRITE_AND_VERIFY_16, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(VERIFY_16, "VERIFY(16)",
-        &[VERIFY_16, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+        &[VERIFY_16, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(PRE_FETCH_16, "PRE-FETCH(16)",
         &[PRE_FETCH_16, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(SYNCHRONIZE_CACHE_16, "SYNCHRONIZE CACHE(16)",
@@ -211,8 +215,8 @@ pub static SUPPORTED: &[OpcodeInfo] = &[
     e(READ_12, "READ(12)", &[READ_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(WRITE_12, "WRITE(12)", &[WRITE_12, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(WRITE_AND_VERIFY_12, "WRITE AND VERIFY(12)",
-        &[WRITE_AND_VERIFY_12, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
-    e(VERIFY_12, "VERIFY(12)", &[VERIFY_12, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+        &[WRITE_AND_VERIFY_12, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
+    e(VERIFY_12, "VERIFY(12)", &[VERIFY_12, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
 ];
 
 /// The supported entry for `opcode` (and `service_action`, for opcodes that have one) on a unit
@@ -397,6 +401,31 @@ mod tests {
         }
         assert!(lookup(PERSISTENT_RESERVE_IN, Some(0), &thick()).is_none());
         assert!(lookup(RESERVE_6, None, &thick()).is_none());
+    }
+
+    #[test]
+    fn dpo_and_bytchk_usage_of_verify_commands() {
+        let g = thick();
+        for (opcode, byte1) in [
+            (VERIFY_10, 0x16),
+            (VERIFY_12, 0x16),
+            (VERIFY_16, 0x16),
+            (WRITE_AND_VERIFY_10, 0x12),
+            (WRITE_AND_VERIFY_12, 0x12),
+            (WRITE_AND_VERIFY_16, 0x12),
+        ] {
+            let d = report_supported_opcodes_for(false, 1, opcode, 0, &g).unwrap();
+            assert_eq!(d[5], byte1, "usage byte 1 of {opcode:02x}");
+            assert_eq!(d[5] & 0x10, 0x10, "DPO usable in {opcode:02x}");
+            // The decoder accepts what the usage data advertises: DPO with the BYTCHK bits.
+            let mut cdb = [0u8; 16];
+            cdb[0] = opcode;
+            cdb[1] = byte1;
+            assert!(
+                crate::scsi::cdb::decode(&cdb, &g).is_ok(),
+                "{opcode:02x} with byte 1 = {byte1:02x}"
+            );
+        }
     }
 
     #[test]

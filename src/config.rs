@@ -102,6 +102,7 @@ struct RawLun {
     path: Spanned<String>,
     size: Option<Spanned<SizeValue>>,
     block_size: Option<Spanned<u32>>,
+    physical_block_size: Option<Spanned<u32>>,
     serial: Option<Spanned<String>>,
     uuid: Option<Spanned<String>>,
     write_cache: Option<bool>,
@@ -144,6 +145,9 @@ pub struct LunConfig {
     pub size_bytes: Option<u64>,
     /// Logical block size (512 or 4096).
     pub block_size: u32,
+    /// Physical block size reported in READ CAPACITY(16) and the Block Limits page; `None`
+    /// reports the backing store's own (its file system block or the device's physical block).
+    pub physical_block_size: Option<u32>,
     /// Unit serial number (VPD 80h); derived from the UUID when absent.
     pub serial: Option<String>,
     /// The LUN's identity; derived from the target and LUN number when absent.
@@ -218,6 +222,7 @@ impl Config {
                     path: data_dir.join("demo-lun0.img"),
                     size_bytes: Some(DEMO_LUN_SIZE_BYTES),
                     block_size: 512,
+                    physical_block_size: None,
                     serial: None,
                     uuid: derive_uuid(DEMO_IQN, 0),
                     write_cache: false,
@@ -581,6 +586,16 @@ impl Validator<'_> {
             Some(b) => *b.get_ref(),
             None => 512,
         };
+        let physical_block_size = match &l.physical_block_size {
+            Some(p) => {
+                let v = *p.get_ref();
+                if v < block_size || !v.is_power_of_two() || v > 65536 {
+                    return self.err(p.span(), format!("{field}.physical_block_size"), format!("must be a power of two between the block size ({block_size}) and 65536"));
+                }
+                Some(v)
+            }
+            None => None,
+        };
         let size_bytes = match &l.size {
             None => None,
             Some(s) => {
@@ -639,6 +654,7 @@ impl Validator<'_> {
             path,
             size_bytes,
             block_size,
+            physical_block_size,
             serial: l.serial.map(|s| s.into_inner()),
             uuid,
             write_cache: l.write_cache.unwrap_or(false),

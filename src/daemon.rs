@@ -105,7 +105,10 @@ pub fn open_lun(
         ));
     }
     let mut geometry = LuGeometry::new(l.block_size, num_blocks);
-    let physical = info.physical_block_bytes.max(l.block_size);
+    let physical = l
+        .physical_block_size
+        .unwrap_or(info.physical_block_bytes)
+        .max(l.block_size);
     geometry.physical_block_exp = (physical / l.block_size).trailing_zeros() as u8;
     geometry.thin = !info.block_device;
     geometry.lbprz = info.discard_reads_zero;

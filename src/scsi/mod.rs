@@ -9,20 +9,20 @@
 //! command's allocation length.
 
 pub mod alua;
-pub mod exec;
-pub mod lun;
-pub mod nexus;
-pub mod transfer;
 pub mod capacity;
 pub mod cdb;
+pub mod exec;
 pub mod geometry;
 pub mod inquiry;
 pub mod lba_status;
+pub mod lun;
 pub mod mode;
+pub mod nexus;
 pub mod opcodes;
 pub mod report_luns;
 pub mod request_sense;
 pub mod sense;
+pub mod transfer;
 pub mod ua;
 pub mod unmap;
 pub mod vpd;

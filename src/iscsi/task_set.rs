@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::iscsi::server::with_local_session;
+use crate::iscsi::registry::SessionEntry;
 use crate::iscsi::session::Session;
+use crate::scsi::nexus::{initiator_port_name, target_port_name, Nexus};
 
 /// Longest a task management function waits for other sessions' tasks.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -20,9 +22,34 @@ pub async fn abort_in_other_sessions(session: &Session, lun_raw: Option<u64>, st
     let (Some(target), Some(me)) = (&session.target, &session.entry) else {
         return;
     };
+    let iqn = target.iqn.clone();
+    let me = me.tsih;
+    abort_in_sessions(session, |e| e.tsih != me && e.target.eq_ignore_ascii_case(&iqn), lun_raw, status).await;
+}
+
+/// Aborts the tasks on `lun_raw` of the sessions of this target whose I_T nexus is one of
+/// `victims` (PREEMPT AND ABORT), silently, and waits for their I/O.
+pub async fn abort_nexus_tasks(session: &Session, victims: &[Nexus], lun_raw: u64) {
+    let (Some(target), Some(me)) = (&session.target, &session.entry) else {
+        return;
+    };
+    let iqn = target.iqn.clone();
+    // The preempting command runs in this session; it is never its own victim.
+    let me = me.tsih;
+    let ports: Vec<String> = victims.iter().filter(|v| v.target_port.eq_ignore_ascii_case(&target_port_name(&target.iqn, target.tpgt))).map(|v| v.initiator_port.to_ascii_lowercase()).collect();
+    abort_in_sessions(
+        session,
+        |e| e.tsih != me && e.target.eq_ignore_ascii_case(&iqn) && ports.contains(&initiator_port_name(&e.initiator, e.isid).to_ascii_lowercase()),
+        Some(lun_raw),
+        None,
+    )
+    .await;
+}
+
+async fn abort_in_sessions(session: &Session, select: impl Fn(&SessionEntry) -> bool, lun_raw: Option<u64>, status: Option<u8>) {
     let pending = Arc::new(AtomicUsize::new(0));
     for other in session.server.registry.all() {
-        if other.tsih == me.tsih || !other.target.eq_ignore_ascii_case(&target.iqn) {
+        if !select(&other) {
             continue;
         }
         pending.fetch_add(1, Ordering::AcqRel);
@@ -48,9 +75,6 @@ pub async fn abort_in_other_sessions(session: &Session, lun_raw: Option<u64>, st
         waited += step;
     }
     if pending.load(Ordering::Acquire) > 0 {
-        tracing::warn!(
-            "tasks of other sessions did not finish within {:?}",
-            WAIT_LIMIT
-        );
+        tracing::warn!("tasks of other sessions did not finish within {:?}", WAIT_LIMIT);
     }
 }

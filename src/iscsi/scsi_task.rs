@@ -13,6 +13,7 @@ use crate::iscsi::pdu::{DataIn, R2t, RESERVED_TAG};
 use crate::iscsi::session::{Residual, Session};
 use crate::iscsi::task::TaskCtl;
 use crate::scsi::exec::{execute, CommandContext};
+use crate::scsi::lun::LogicalUnit;
 use crate::scsi::sense::ScsiStatus;
 use crate::scsi::transfer::{DataTransfer, TransferError};
 
@@ -229,7 +230,11 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
     let outcome = match (&session.target, &session.nexus) {
         (Some(target), Some(nexus)) => {
             let lu = task.lun.and_then(|n| target.lun(n));
-            let list = || target.lun_numbers();
+            let list = |f: &mut dyn FnMut(&LogicalUnit)| {
+                for lu in target.luns() {
+                    f(&lu);
+                }
+            };
             let ctx = CommandContext {
                 nexus,
                 lun: task.lun.unwrap_or(u16::MAX),

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::iscsi::server::with_local_session;
 use crate::iscsi::registry::SessionEntry;
+use crate::iscsi::server::with_local_session;
 use crate::iscsi::session::Session;
 use crate::scsi::nexus::{initiator_port_name, target_port_name, Nexus};
 
@@ -24,7 +24,13 @@ pub async fn abort_in_other_sessions(session: &Session, lun_raw: Option<u64>, st
     };
     let iqn = target.iqn.clone();
     let me = me.tsih;
-    abort_in_sessions(session, |e| e.tsih != me && e.target.eq_ignore_ascii_case(&iqn), lun_raw, status).await;
+    abort_in_sessions(
+        session,
+        |e| e.tsih != me && e.target.eq_ignore_ascii_case(&iqn),
+        lun_raw,
+        status,
+    )
+    .await;
 }
 
 /// Aborts the tasks on `lun_raw` of the sessions of this target whose I_T nexus is one of
@@ -36,17 +42,33 @@ pub async fn abort_nexus_tasks(session: &Session, victims: &[Nexus], lun_raw: u6
     let iqn = target.iqn.clone();
     // The preempting command runs in this session; it is never its own victim.
     let me = me.tsih;
-    let ports: Vec<String> = victims.iter().filter(|v| v.target_port.eq_ignore_ascii_case(&target_port_name(&target.iqn, target.tpgt))).map(|v| v.initiator_port.to_ascii_lowercase()).collect();
+    let ports: Vec<String> = victims
+        .iter()
+        .filter(|v| {
+            v.target_port
+                .eq_ignore_ascii_case(&target_port_name(&target.iqn, target.tpgt))
+        })
+        .map(|v| v.initiator_port.to_ascii_lowercase())
+        .collect();
     abort_in_sessions(
         session,
-        |e| e.tsih != me && e.target.eq_ignore_ascii_case(&iqn) && ports.contains(&initiator_port_name(&e.initiator, e.isid).to_ascii_lowercase()),
+        |e| {
+            e.tsih != me
+                && e.target.eq_ignore_ascii_case(&iqn)
+                && ports.contains(&initiator_port_name(&e.initiator, e.isid).to_ascii_lowercase())
+        },
         Some(lun_raw),
         None,
     )
     .await;
 }
 
-async fn abort_in_sessions(session: &Session, select: impl Fn(&SessionEntry) -> bool, lun_raw: Option<u64>, status: Option<u8>) {
+async fn abort_in_sessions(
+    session: &Session,
+    select: impl Fn(&SessionEntry) -> bool,
+    lun_raw: Option<u64>,
+    status: Option<u8>,
+) {
     let pending = Arc::new(AtomicUsize::new(0));
     for other in session.server.registry.all() {
         if !select(&other) {
@@ -75,6 +97,9 @@ async fn abort_in_sessions(session: &Session, select: impl Fn(&SessionEntry) -> 
         waited += step;
     }
     if pending.load(Ordering::Acquire) > 0 {
-        tracing::warn!("tasks of other sessions did not finish within {:?}", WAIT_LIMIT);
+        tracing::warn!(
+            "tasks of other sessions did not finish within {:?}",
+            WAIT_LIMIT
+        );
     }
 }

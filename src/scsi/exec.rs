@@ -35,8 +35,24 @@ pub struct CommandContext<'a> {
     pub lun: u16,
     /// The logical unit, when that LUN exists.
     pub lu: Option<&'a LogicalUnit>,
-    /// The target's LUN numbers (for REPORT LUNS).
-    pub luns: &'a dyn Fn() -> Vec<u16>,
+    /// Visits every logical unit of the target (REPORT LUNS lists them and, with LUICLR=1,
+    /// clears REPORTED LUNS DATA HAS CHANGED on all of them for the nexus).
+    pub luns: &'a dyn Fn(&mut dyn FnMut(&LogicalUnit)),
+}
+
+impl CommandContext<'_> {
+    fn lun_numbers(&self) -> Vec<u16> {
+        let mut numbers = Vec::new();
+        (self.luns)(&mut |lu| numbers.push(lu.number()));
+        numbers.sort_unstable();
+        numbers
+    }
+
+    fn clear_reported_luns_changed(&self) {
+        (self.luns)(&mut |lu| {
+            lu.clear_unit_attention(self.nexus, UnitAttention::ReportedLunsDataChanged)
+        });
+    }
 }
 
 /// How a command ended.
@@ -178,8 +194,8 @@ async fn run<T: DataTransfer>(
             select_report,
             alloc_len,
         } => {
-            let data = report_luns::report_luns(&(ctx.luns)(), select_report, alloc_len)?;
-            lu.clear_unit_attention(ctx.nexus, UnitAttention::ReportedLunsDataChanged);
+            let data = report_luns::report_luns(&ctx.lun_numbers(), select_report, alloc_len)?;
+            ctx.clear_reported_luns_changed();
             send_small(xfer, data, alloc_len as usize).await
         }
         Command::ReadCapacity10 => {
@@ -275,7 +291,8 @@ async fn execute_without_lun<T: DataTransfer>(
             let alloc =
                 ((alloc_at(6) << 24) | (alloc_at(7) << 16) | (alloc_at(8) << 8) | alloc_at(9))
                     as u32;
-            let data = report_luns::report_luns(&(ctx.luns)(), alloc_at(2) as u8, alloc)?;
+            let data = report_luns::report_luns(&ctx.lun_numbers(), alloc_at(2) as u8, alloc)?;
+            ctx.clear_reported_luns_changed();
             send_small(xfer, data, alloc as usize).await
         }
         Some(REQUEST_SENSE) => {
@@ -694,7 +711,7 @@ mod tests {
         r.block_on(async move {
             let n = nexus("iqn.a:1");
             lu.take_unit_attention(&n);
-            let luns = || vec![0u16];
+            let luns = |f: &mut dyn FnMut(&LogicalUnit)| f(&lu);
             let ctx = CommandContext {
                 nexus: &n,
                 lun: 0,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ringsan_engine::disk::{create_sparse, Disk, FileDisk};
 use ringsan_engine::net::TcpListener;
 use ringsan_engine::volume::Volume;
-use ringsan_engine::{Reactor, ReactorConfig};
+use ringsan_engine::{Reactor, ReactorConfig, RemoteHandle};
 
 use crate::config::{Config, LunConfig, TargetConfig};
 use crate::iscsi::params::TargetLimits;
@@ -171,48 +171,48 @@ impl Daemon {
             buffer_count: config.buffer_count,
             ..ReactorConfig::default()
         };
-        // Bind the first listener of each portal here so a busy port (or port 0) is settled
-        // once; every reactor then binds the resolved address with SO_REUSEPORT.
-        let mut portals = Vec::new();
-        let mut first = Vec::new();
-        for p in &config.portals {
-            let l = TcpListener::bind(*p, true)
-                .map_err(|source| StartError::Portal { portal: *p, source })?;
-            portals.push(l.local_addr());
-            first.push(l);
-        }
         let mut reactors = Vec::new();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
-        let mut first = Some(first);
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<RemoteHandle, StartError>>();
         for i in 0..config.reactors.max(1) {
-            let listeners = if i == 0 {
-                first.take().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
             let server = server.clone();
-            let portals = portals.clone();
             let ready = ready_tx.clone();
             let rc = reactor_config.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ringsan-reactor-{i}"))
-                .spawn(move || run_reactor(i, rc, server, portals, listeners, ready))
+                .spawn(move || run_reactor(i, rc, server, ready))
                 .map_err(StartError::Reactor)?;
             reactors.push(handle);
         }
         drop(ready_tx);
+        let mut handles = Vec::new();
         for _ in 0..reactors.len() {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(h)) => handles.push(h),
                 Ok(Err(e)) => {
                     server.begin_shutdown();
                     return Err(e);
                 }
                 Err(_) => {
+                    server.begin_shutdown();
                     return Err(StartError::Reactor(std::io::Error::other(
                         "a reactor thread died during start-up",
-                    )))
+                    )));
                 }
+            }
+        }
+        let mut portals = Vec::new();
+        for p in &config.portals {
+            let listener = match bind_portal(*p) {
+                Ok(l) => l,
+                Err(e) => {
+                    server.begin_shutdown();
+                    return Err(e);
+                }
+            };
+            portals.push(listener.local_addr());
+            let (s, all) = (server.clone(), handles.clone());
+            if let Some(first) = handles.first() {
+                first.run(move || ringsan_engine::spawn(accept_loop(s, listener, all)));
             }
         }
         Ok(Daemon {
@@ -250,13 +250,26 @@ impl Daemon {
     }
 }
 
+/// Binds a portal, waiting a little while the address is in use: a killed predecessor's
+/// listener lingers until the kernel has torn its io_uring down.
+fn bind_portal(portal: SocketAddr) -> Result<TcpListener, StartError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(portal, false) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(source) => return Err(StartError::Portal { portal, source }),
+        }
+    }
+}
+
 fn run_reactor(
     index: usize,
     rc: ReactorConfig,
     server: Arc<Server>,
-    portals: Vec<SocketAddr>,
-    mut listeners: Vec<TcpListener>,
-    ready: mpsc::Sender<Result<(), StartError>>,
+    ready: mpsc::Sender<Result<RemoteHandle, StartError>>,
 ) {
     let reactor = match Reactor::new(&rc) {
         Ok(r) => r,
@@ -265,24 +278,10 @@ fn run_reactor(
             return;
         }
     };
-    if listeners.is_empty() {
-        for p in &portals {
-            match TcpListener::bind(*p, true) {
-                Ok(l) => listeners.push(l),
-                Err(source) => {
-                    let _ = ready.send(Err(StartError::Portal { portal: *p, source }));
-                    return;
-                }
-            }
-        }
-    }
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(reactor.handle()));
     let span = tracing::info_span!("reactor", index);
     let _g = span.enter();
     let result = reactor.block_on(async move {
-        for l in listeners {
-            ringsan_engine::spawn(accept_loop(server.clone(), l));
-        }
         while !(server.is_shutting_down() && server.connection_count() == 0) {
             ringsan_engine::time::sleep(Duration::from_millis(20)).await;
         }

@@ -324,3 +324,40 @@ fn out_of_space_is_data_protect_space_allocation_failed() {
         "DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT"
     );
 }
+
+#[test]
+fn acknowledged_writes_survive_sigkill_and_restart() {
+    let mut d = Daemon::start("sigkill");
+    let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 253) as u8).collect();
+    {
+        let mut c = Conn::connect(d.addr);
+        c.login(&LoginOptions::new(IQN)).unwrap();
+        let _ = c.scsi(0, &TUR, &[], 0);
+        let w = c.scsi(0, &write10(2048, 128), &data, 0).unwrap();
+        assert_eq!(w.status, 0, "the write is acknowledged");
+    }
+    let (dir, port) = (d.dir.clone(), d.addr.port());
+    if let Some(mut child) = d.child.take() {
+        child.kill().unwrap(); // SIGKILL: no shutdown path runs
+        child.wait().unwrap();
+    }
+    let mut d2 = Daemon::spawn(dir.clone(), dir.join("ringsan.toml"), port);
+    let mut c = Conn::connect(d2.addr);
+    if let Err(e) = c.login(&LoginOptions::new(IQN)) {
+        std::thread::sleep(Duration::from_millis(500));
+        panic!(
+            "login after restart: {e}; alive {}; log:\n{}",
+            d2.alive(),
+            d2.log_text()
+        );
+    }
+    let _ = c.scsi(0, &TUR, &[], 0);
+    let r = c
+        .scsi(0, &read10(2048, 128), &[], data.len() as u32)
+        .unwrap();
+    assert_eq!(r.status, 0);
+    assert!(
+        r.data == data,
+        "an acknowledged write was lost across SIGKILL"
+    );
+}

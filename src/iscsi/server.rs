@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringsan_engine::net::{TcpListener, TcpStream};
+use ringsan_engine::reactor::RemoteHandle;
 use ringsan_engine::select::{select2, Either};
 use tracing::{info, warn, Instrument};
 
@@ -105,9 +106,15 @@ pub fn with_local_session<R>(
     Some(f(session))
 }
 
-/// Accepts connections on `listener` until shutdown, each served as its own task.
-pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+/// Accepts connections on `listener` until shutdown and hands them to the reactors in turn
+/// (`reactors[0]` should be this one); each connection lives on its reactor for its whole life.
+///
+/// One listener per portal, not one per reactor with SO_REUSEPORT: a killed predecessor's
+/// listener can linger in the kernel while its io_uring is torn down, and in a REUSEPORT group
+/// it would swallow connections meant for us.
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, reactors: Vec<RemoteHandle>) {
     let portal = listener.local_addr();
+    let mut next = 0usize;
     loop {
         let accepted = select2(listener.accept(), wait_shutdown(&server)).await;
         let (stream, peer) = match accepted {
@@ -125,14 +132,21 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
         }
         server.connections.fetch_add(1, Ordering::Relaxed);
         let s = server.clone();
-        let span = tracing::info_span!("conn", %peer);
-        ringsan_engine::spawn(
-            async move {
-                serve_connection(s.clone(), stream, peer).await;
-                s.connections.fetch_sub(1, Ordering::Relaxed);
-            }
-            .instrument(span),
-        );
+        let serve = move || {
+            let span = tracing::info_span!("conn", %peer);
+            ringsan_engine::spawn(
+                async move {
+                    serve_connection(s.clone(), stream, peer).await;
+                    s.connections.fetch_sub(1, Ordering::Relaxed);
+                }
+                .instrument(span),
+            );
+        };
+        match reactors.get(next % reactors.len().max(1)) {
+            Some(r) if r.id() != ringsan_engine::reactor::current_handle().id() => r.run(serve),
+            _ => serve(),
+        }
+        next = next.wrapping_add(1);
     }
 }
 

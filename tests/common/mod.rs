@@ -127,8 +127,12 @@ impl Daemon {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
+            // A connect to a free port in the ephemeral range can connect to itself (TCP
+            // simultaneous open); only a connection with another end counts.
+            if let Ok(s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
+                if s.local_addr().ok() != s.peer_addr().ok() {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }

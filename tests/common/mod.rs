@@ -102,17 +102,28 @@ impl Daemon {
     /// Starts a daemon from an existing configuration file.
     pub fn spawn(dir: PathBuf, cfg: PathBuf, port: u16) -> Daemon {
         let log = dir.join("ringsand.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringsand"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringsand"))
             .arg("--config")
             .arg(&cfg)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start ringsand");
+        // The banner is printed once every portal is bound: only then is the port ours (a
+        // killed predecessor's listener can linger for a while and accept in our place).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("serving on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let d = Daemon {
             child: Some(child),
@@ -120,6 +131,9 @@ impl Daemon {
             dir,
             log,
         };
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            panic!("ringsand did not start; log:\n{}", d.log_text());
+        }
         d.wait_ready();
         d
     }
@@ -136,7 +150,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("ringsand did not start; log:\n{}", self.log_text());
+        panic!(
+            "ringsand does not accept connections; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// The daemon's log so far.

@@ -37,8 +37,11 @@ pub struct CommandContext<'a> {
     pub lu: Option<&'a LogicalUnit>,
     /// Visits every logical unit of the target (REPORT LUNS lists them and, with LUICLR=1,
     /// clears REPORTED LUNS DATA HAS CHANGED on all of them for the nexus).
-    pub luns: &'a dyn Fn(&mut dyn FnMut(&LogicalUnit)),
+    pub luns: &'a LunVisitor<'a>,
 }
+
+/// Calls its argument with every logical unit of the target.
+pub type LunVisitor<'a> = dyn Fn(&mut dyn FnMut(&LogicalUnit)) + 'a;
 
 impl CommandContext<'_> {
     fn lun_numbers(&self) -> Vec<u16> {

@@ -12,6 +12,7 @@ use crate::iscsi::framing::Payload;
 use crate::iscsi::pdu::{DataIn, R2t, RESERVED_TAG};
 use crate::iscsi::session::{Residual, Session};
 use crate::iscsi::task::TaskCtl;
+use crate::iscsi::task_set::abort_preempted;
 use crate::scsi::exec::{execute, CommandContext};
 use crate::scsi::lun::LogicalUnit;
 use crate::scsi::sense::ScsiStatus;
@@ -245,6 +246,9 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
         }
         _ => None,
     };
+    if let Some(o) = outcome.as_ref().filter(|o| !o.abort_tasks_of.is_empty()) {
+        abort_preempted(&session, &o.abort_tasks_of, task.lun_raw).await;
+    }
     if task.is_aborted() && !xfer.status_sent {
         if let Some(status) = task.abort_status() {
             session.send_scsi_response(task.itt, status, None, Residual::default());

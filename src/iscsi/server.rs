@@ -206,6 +206,11 @@ pub async fn serve_connection(server: Arc<Server>, stream: TcpStream, peer: Sock
         if let Some(tsih) = tsih {
             LOCAL_SESSIONS.with(|m| m.borrow_mut().remove(&tsih));
         }
+        if let (Some(target), Some(nexus)) = (&session.target, &session.nexus) {
+            for lu in target.luns() {
+                lu.nexus_ended(nexus);
+            }
+        }
         if let Some(entry) = &session.entry {
             server.registry.unregister(entry);
         }

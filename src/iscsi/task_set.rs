@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::iscsi::registry::SessionEntry;
 use crate::iscsi::server::with_local_session;
 use crate::iscsi::session::Session;
-use crate::scsi::nexus::{initiator_port_name, target_port_name, Nexus};
+use crate::scsi::nexus::Nexus;
+use crate::scsi::pr::Registrant;
 
 /// Longest a task management function waits for other sessions' tasks.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -33,29 +34,22 @@ pub async fn abort_in_other_sessions(session: &Session, lun_raw: Option<u64>, st
     .await;
 }
 
-/// Aborts the tasks on `lun_raw` of the sessions of this target whose I_T nexus is one of
-/// `victims` (PREEMPT AND ABORT), silently, and waits for their I/O.
-pub async fn abort_nexus_tasks(session: &Session, victims: &[Nexus], lun_raw: u64) {
+/// Aborts the tasks on `lun_raw` of the other sessions of this target whose I_T nexus one of
+/// `victims` covers (PREEMPT AND ABORT, SPC-4 §5.9.11.5), silently, and waits for their I/O.
+pub async fn abort_preempted(session: &Session, victims: &[Registrant], lun_raw: u64) {
     let (Some(target), Some(me)) = (&session.target, &session.entry) else {
         return;
     };
-    let iqn = target.iqn.clone();
+    let (iqn, tpgt) = (target.iqn.clone(), target.tpgt);
     // The preempting command runs in this session; it is never its own victim.
     let me = me.tsih;
-    let ports: Vec<String> = victims
-        .iter()
-        .filter(|v| {
-            v.target_port
-                .eq_ignore_ascii_case(&target_port_name(&target.iqn, target.tpgt))
-        })
-        .map(|v| v.initiator_port.to_ascii_lowercase())
-        .collect();
     abort_in_sessions(
         session,
         |e| {
+            let nexus = Nexus::new(&e.initiator, e.isid, &iqn, tpgt);
             e.tsih != me
                 && e.target.eq_ignore_ascii_case(&iqn)
-                && ports.contains(&initiator_port_name(&e.initiator, e.isid).to_ascii_lowercase())
+                && victims.iter().any(|v| v.covers(&nexus))
         },
         Some(lun_raw),
         None,

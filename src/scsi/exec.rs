@@ -20,6 +20,7 @@ use ringsan_engine::volume::{CompareOutcome, Durability};
 use crate::scsi::cdb::{decode, Command};
 use crate::scsi::lun::LogicalUnit;
 use crate::scsi::nexus::Nexus;
+use crate::scsi::pr::{self, Registrant};
 use crate::scsi::sense::{Asc, CommandError, ScsiStatus, Sense, SenseKey};
 use crate::scsi::transfer::{DataTransfer, TransferError};
 use crate::scsi::ua::UnitAttention;
@@ -65,6 +66,9 @@ pub struct CommandOutcome {
     pub status: u8,
     /// Sense data (with CHECK CONDITION).
     pub sense: Option<Vec<u8>>,
+    /// PREEMPT AND ABORT: the transport aborts the tasks these registrants' I_T nexuses have on
+    /// the logical unit, and waits for their I/O, before it completes the command.
+    pub abort_tasks_of: Vec<Registrant>,
 }
 
 impl CommandOutcome {
@@ -72,6 +76,7 @@ impl CommandOutcome {
         CommandOutcome {
             status: ScsiStatus::Good.code(),
             sense: None,
+            abort_tasks_of: Vec::new(),
         }
     }
 }
@@ -113,6 +118,7 @@ fn outcome_of(result: Exec, d_sense: bool) -> CommandOutcome {
         Err(e) => CommandOutcome {
             status: e.status.code(),
             sense: e.sense.map(|s| s.to_bytes(d_sense)),
+            abort_tasks_of: Vec::new(),
         },
     }
 }
@@ -127,7 +133,10 @@ pub async fn execute<T: DataTransfer>(
         return outcome_of(execute_without_lun(ctx, cdb, xfer).await, false);
     };
     let d_sense = lu.mode().d_sense;
-    outcome_of(execute_on(lu, ctx, cdb, xfer).await, d_sense)
+    let mut aborts = Vec::new();
+    let mut outcome = outcome_of(execute_on(lu, ctx, cdb, xfer, &mut aborts).await, d_sense);
+    outcome.abort_tasks_of = aborts;
+    outcome
 }
 
 const INQUIRY: u8 = 0x12;
@@ -151,13 +160,58 @@ async fn execute_on<T: DataTransfer>(
     ctx: &CommandContext<'_>,
     cdb: &[u8],
     xfer: &mut T,
+    aborts: &mut Vec<Registrant>,
 ) -> Exec {
     let opcode = cdb.first().copied().unwrap_or(0);
     unit_attention_gate(lu, ctx.nexus, opcode)?;
     let geom = lu.geometry();
     let command = decode(cdb, &geom)?;
+    pr::check_access(&lu.reservations(), ctx.nexus, cdb)?;
     mode::write_protect_check(&command, &lu.mode())?;
-    run(lu, ctx, &command, cdb, xfer).await
+    match command {
+        Command::PersistentReserveIn { alloc_len, .. } => {
+            let data = pr::persistent_reserve_in(&lu.reservations(), cdb)?;
+            send_small(xfer, data, alloc_len as usize).await
+        }
+        Command::PersistentReserveOut { param_len, .. } => {
+            persistent_reserve_out(lu, ctx, cdb, param_len as usize, xfer, aborts).await
+        }
+        Command::Reserve { .. } => {
+            xfer.set_command_len(0);
+            lu.update_reservations(|s| Ok((pr::legacy_reserve(s, ctx.nexus, cdb)?, ())))
+        }
+        Command::Release { .. } => {
+            xfer.set_command_len(0);
+            lu.update_reservations(|s| Ok((pr::legacy_release(s, ctx.nexus, cdb)?, ())))
+        }
+        _ => run(lu, ctx, &command, cdb, xfer).await,
+    }
+}
+
+/// PERSISTENT RESERVE OUT (SPC-4 §6.16): the parameter list, then the pure state machine under
+/// the unit's lock; its unit attentions are queued and its aborts handed to the transport.
+async fn persistent_reserve_out<T: DataTransfer>(
+    lu: &LogicalUnit,
+    ctx: &CommandContext<'_>,
+    cdb: &[u8],
+    param_len: usize,
+    xfer: &mut T,
+    aborts: &mut Vec<Registrant>,
+) -> Exec {
+    let params = receive_small(xfer, param_len).await?;
+    let op = pr::decode_prout(cdb, &params)?;
+    if op.aptpl {
+        // Persisting the state across power loss arrives with APTPL support; until then the
+        // capability is not claimed (PTPL_C=0) and asking for it is refused (SPC-4 §6.16.3).
+        return Err(CommandError::check(Sense::invalid_field_in_param(
+            20,
+            Some(0),
+        )));
+    }
+    let effects = lu.update_reservations(|s| pr::apply(s, ctx.nexus, &op))?;
+    lu.raise_pr_effects(&effects);
+    aborts.extend(effects.abort_tasks_of);
+    Ok(())
 }
 
 async fn run<T: DataTransfer>(

@@ -11,6 +11,8 @@ use crate::scsi::geometry::LuGeometry;
 use crate::scsi::inquiry::LuIdentity;
 use crate::scsi::mode::ModeState;
 use crate::scsi::nexus::Nexus;
+use crate::scsi::pr::{on_lun_reset, on_nexus_loss, PrEffects, PrState};
+use crate::scsi::sense::CommandError;
 use crate::scsi::ua::{UaQueue, UnitAttention};
 
 /// One logical unit.
@@ -21,6 +23,7 @@ pub struct LogicalUnit {
     identity: LuIdentity,
     mode: Mutex<ModeState>,
     unit_attentions: Mutex<HashMap<Nexus, UaQueue>>,
+    reservations: Mutex<PrState>,
 }
 
 impl LogicalUnit {
@@ -39,6 +42,7 @@ impl LogicalUnit {
             identity,
             mode: Mutex::new(mode),
             unit_attentions: Mutex::new(HashMap::new()),
+            reservations: Mutex::new(PrState::new()),
         }
     }
 
@@ -147,6 +151,48 @@ impl LogicalUnit {
     /// The nexus was lost (session reinstated or dropped): I_T NEXUS LOSS OCCURRED (29h/07h).
     pub fn nexus_lost(&self, nexus: &Nexus) {
         self.raise(nexus, UnitAttention::ItNexusLoss);
+        let _ = self.update_reservations(|s| Ok((on_nexus_loss(s, nexus), ())));
+    }
+
+    /// The nexus ended (logout or connection loss): a legacy RESERVE it held is released
+    /// (SPC-2 §5.5.1); persistent registrations stay, they belong to the nexus, not the session.
+    pub fn nexus_ended(&self, nexus: &Nexus) {
+        let _ = self.update_reservations(|s| Ok((on_nexus_loss(s, nexus), ())));
+    }
+
+    /// The reservation state now.
+    pub fn reservations(&self) -> PrState {
+        match self.reservations.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the reservation state with what `f` makes of it, atomically; `f`'s error leaves
+    /// it unchanged and is returned.
+    pub fn update_reservations<T>(
+        &self,
+        f: impl FnOnce(&PrState) -> Result<(PrState, T), CommandError>,
+    ) -> Result<T, CommandError> {
+        let mut guard = match self.reservations.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let (next, out) = f(&guard)?;
+        *guard = next;
+        Ok(out)
+    }
+
+    /// Queues the unit attentions a PERSISTENT RESERVE OUT established, on every I_T nexus known
+    /// to this unit that they cover.
+    pub fn raise_pr_effects(&self, effects: &PrEffects) {
+        if let Ok(mut map) = self.unit_attentions.lock() {
+            for (nexus, queue) in map.iter_mut() {
+                for ua in effects.unit_attentions_for(nexus) {
+                    queue.push(ua);
+                }
+            }
+        }
     }
 
     /// A LOGICAL UNIT RESET (or target reset) through `by`: every I_T nexus, the one that asked
@@ -155,6 +201,7 @@ impl LogicalUnit {
     /// ON, RESET, OR BUS DEVICE RESET OCCURRED, the more general condition. Mode pages keep their
     /// current values (there are no saved pages to restore).
     pub fn reset(&self, by: Option<&Nexus>) {
+        let _ = self.update_reservations(|s| Ok((on_lun_reset(s), ())));
         if let Ok(mut map) = self.unit_attentions.lock() {
             if let Some(n) = by {
                 map.entry(n.clone()).or_insert_with(UaQueue::power_on);

@@ -19,6 +19,7 @@ pub mod lun;
 pub mod mode;
 pub mod nexus;
 pub mod opcodes;
+pub mod pr;
 pub mod report_luns;
 pub mod request_sense;
 pub mod sense;

@@ -171,6 +171,8 @@ pub static SUPPORTED: &[OpcodeInfo] = &[
     e(WRITE_6, "WRITE(6)", &[WRITE_6, 0x1F, FF, FF, FF, 0]),
     e(INQUIRY, "INQUIRY", &[INQUIRY, 0x01, FF, FF, FF, 0]),
     e(MODE_SELECT_6, "MODE SELECT(6)", &[MODE_SELECT_6, 0x11, 0, 0, FF, 0]),
+    e(RESERVE_6, "RESERVE(6)", &[RESERVE_6, 0, 0, 0, 0, 0]),
+    e(RELEASE_6, "RELEASE(6)", &[RELEASE_6, 0, 0, 0, 0, 0]),
     e(MODE_SENSE_6, "MODE SENSE(6)", &[MODE_SENSE_6, 0x08, FF, FF, FF, 0]),
     e(START_STOP_UNIT, "START STOP UNIT", &[START_STOP_UNIT, 0x01, 0, 0, 0xF7, 0]),
     e(READ_CAPACITY_10, "READ CAPACITY(10)", &[READ_CAPACITY_10, 0, FF, FF, FF, FF, 0, 0, 0x01, 0]),
@@ -185,7 +187,21 @@ pub static SUPPORTED: &[OpcodeInfo] = &[
     e(WRITE_SAME_10, "WRITE SAME(10)", &[WRITE_SAME_10, 0x08, FF, FF, FF, FF, 0, FF, FF, 0]),
     thin(e(UNMAP, "UNMAP", &[UNMAP, 0, 0, 0, 0, 0, 0, FF, FF, 0])),
     e(MODE_SELECT_10, "MODE SELECT(10)", &[MODE_SELECT_10, 0x11, 0, 0, 0, 0, 0, FF, FF, 0]),
+    e(RESERVE_10, "RESERVE(10)", &[RESERVE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    e(RELEASE_10, "RELEASE(10)", &[RELEASE_10, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     e(MODE_SENSE_10, "MODE SENSE(10)", &[MODE_SENSE_10, 0x18, FF, FF, 0, 0, 0, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_IN, 0x00, "PERSISTENT RESERVE IN (READ KEYS)", &[PERSISTENT_RESERVE_IN, 0x00, 0, 0, 0, 0, 0, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_IN, 0x01, "PERSISTENT RESERVE IN (READ RESERVATION)", &[PERSISTENT_RESERVE_IN, 0x01, 0, 0, 0, 0, 0, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_IN, 0x02, "PERSISTENT RESERVE IN (REPORT CAPABILITIES)", &[PERSISTENT_RESERVE_IN, 0x02, 0, 0, 0, 0, 0, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_IN, 0x03, "PERSISTENT RESERVE IN (READ FULL STATUS)", &[PERSISTENT_RESERVE_IN, 0x03, 0, 0, 0, 0, 0, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x00, "PERSISTENT RESERVE OUT (REGISTER)", &[PERSISTENT_RESERVE_OUT, 0x00, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x01, "PERSISTENT RESERVE OUT (RESERVE)", &[PERSISTENT_RESERVE_OUT, 0x01, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x02, "PERSISTENT RESERVE OUT (RELEASE)", &[PERSISTENT_RESERVE_OUT, 0x02, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x03, "PERSISTENT RESERVE OUT (CLEAR)", &[PERSISTENT_RESERVE_OUT, 0x03, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x04, "PERSISTENT RESERVE OUT (PREEMPT)", &[PERSISTENT_RESERVE_OUT, 0x04, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x05, "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", &[PERSISTENT_RESERVE_OUT, 0x05, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x06, "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", &[PERSISTENT_RESERVE_OUT, 0x06, FF, 0, 0, FF, FF, FF, FF, 0]),
+    sa(PERSISTENT_RESERVE_OUT, 0x07, "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", &[PERSISTENT_RESERVE_OUT, 0x07, FF, 0, 0, FF, FF, FF, FF, 0]),
     e(READ_16, "READ(16)", &[READ_16, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0]),
     e(COMPARE_AND_WRITE, "COMPARE AND WRITE",
         &[COMPARE_AND_WRITE, 0x08, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0, 0]),
@@ -399,8 +415,10 @@ mod tests {
                 );
             }
         }
-        assert!(lookup(PERSISTENT_RESERVE_IN, Some(0), &thick()).is_none());
-        assert!(lookup(RESERVE_6, None, &thick()).is_none());
+        assert!(lookup(PERSISTENT_RESERVE_IN, Some(3), &thick()).is_some());
+        assert!(lookup(PERSISTENT_RESERVE_IN, Some(4), &thick()).is_none());
+        assert!(lookup(PERSISTENT_RESERVE_OUT, Some(7), &thick()).is_some());
+        assert!(lookup(RESERVE_6, None, &thick()).is_some());
     }
 
     #[test]
@@ -448,7 +466,7 @@ mod tests {
         assert_eq!(s.asc, Asc::INVALID_FIELD_IN_CDB);
         assert_eq!(s.sense_key_specific, Some([0xCC, 0, 1]));
         // Opcode with service actions none of which is supported: invalid opcode.
-        let e = check_supported(&[PERSISTENT_RESERVE_IN, 0], &g).unwrap_err();
+        let e = check_supported(&[SERVICE_ACTION_OUT_16, 0], &g).unwrap_err();
         assert_eq!(e.sense.unwrap().asc, Asc::INVALID_COMMAND_OPERATION_CODE);
         assert_eq!(
             check_supported(&[MAINTENANCE_IN, 0x0C], &g).unwrap().name,

@@ -247,7 +247,13 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
         _ => None,
     };
     if let Some(o) = outcome.as_ref().filter(|o| !o.abort_tasks_of.is_empty()) {
-        abort_preempted(&session, &o.abort_tasks_of, task.lun_raw).await;
+        let tas = session
+            .target
+            .as_ref()
+            .and_then(|t| task.lun.and_then(|n| t.lun(n)))
+            .is_some_and(|lu| lu.mode().tas);
+        let status = tas.then_some(ScsiStatus::TaskAborted.code());
+        abort_preempted(&session, &o.abort_tasks_of, task.lun_raw, status).await;
     }
     if task.is_aborted() && !xfer.status_sent {
         if let Some(status) = task.abort_status() {

@@ -35,8 +35,14 @@ pub async fn abort_in_other_sessions(session: &Session, lun_raw: Option<u64>, st
 }
 
 /// Aborts the tasks on `lun_raw` of the other sessions of this target whose I_T nexus one of
-/// `victims` covers (PREEMPT AND ABORT, SPC-4 §5.9.11.5), silently, and waits for their I/O.
-pub async fn abort_preempted(session: &Session, victims: &[Registrant], lun_raw: u64) {
+/// `victims` covers (PREEMPT AND ABORT, SPC-4 §5.9.11.5) and waits for their I/O; with `status`
+/// (TAS=1) each aborted task completes with it.
+pub async fn abort_preempted(
+    session: &Session,
+    victims: &[Registrant],
+    lun_raw: u64,
+    status: Option<u8>,
+) {
     let (Some(target), Some(me)) = (&session.target, &session.entry) else {
         return;
     };
@@ -52,7 +58,7 @@ pub async fn abort_preempted(session: &Session, victims: &[Registrant], lun_raw:
                 && victims.iter().any(|v| v.covers(&nexus))
         },
         Some(lun_raw),
-        None,
+        status,
     )
     .await;
 }

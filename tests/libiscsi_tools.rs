@@ -266,3 +266,68 @@ fn several_targets_each_with_its_portal_group_tag() {
         "the target port name carries the TPGT: {out}"
     );
 }
+
+#[test]
+fn block_device_backend() {
+    require("qemu-img", "qemu-utils");
+    require("losetup", "mount");
+    let dir = common::scratch("blockdev");
+    let backing = dir.join("disk.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let (ok, dev) = run(
+        Command::new("losetup").args(["-f", "--show"]).arg(&backing),
+        T,
+    );
+    assert!(ok, "losetup needs root and the loop driver: {dev}");
+    let dev = dev.trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join("ringsan.toml");
+    let text = format!(
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 32\nportals = [\"127.0.0.1:{port}\"]\n\n[[target]]\niqn = \"{IQN}\"\n[[target.lun]]\nlun = 0\npath = \"{dev}\"\n",
+        dir.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::spawn(dir.clone(), cfg, port);
+    let data = pattern(16 << 20, 9);
+    let src = dir.join("src.bin");
+    let back = dir.join("back.bin");
+    std::fs::write(&src, &data).unwrap();
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+            .arg(&src)
+            .arg(d.url(0)),
+        T,
+    );
+    assert!(ok, "write: {out}\n{}", d.log_text());
+    let (ok, out) = run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "raw"])
+            .arg(d.url(0))
+            .arg(&back),
+        T,
+    );
+    assert!(ok, "read: {out}\n{}", d.log_text());
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "data read back from the block device differs"
+    );
+    assert!(
+        std::fs::read(&backing).unwrap() == data,
+        "the data is on the device"
+    );
+}

@@ -242,6 +242,15 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Owned bytes as a payload; no bytes is no data segment.
+    pub fn from_vec(data: Vec<u8>) -> Payload {
+        if data.is_empty() {
+            Payload::None
+        } else {
+            Payload::Bytes(data)
+        }
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
             Payload::None => &[],

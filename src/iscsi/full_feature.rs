@@ -351,14 +351,7 @@ async fn nop_out(
         exp_cmdsn: session.exp_cmdsn(),
         max_cmdsn: session.max_cmdsn(),
     };
-    session.send(
-        pdu.encode(),
-        if echo.is_empty() {
-            Payload::None
-        } else {
-            Payload::Bytes(echo)
-        },
-    );
+    session.send(pdu.encode(), Payload::from_vec(echo));
     Ok(())
 }
 
@@ -401,14 +394,7 @@ async fn text(
         exp_cmdsn: session.exp_cmdsn(),
         max_cmdsn: session.max_cmdsn(),
     };
-    session.send(
-        pdu.encode(),
-        if body.is_empty() {
-            Payload::None
-        } else {
-            Payload::Bytes(body)
-        },
-    );
+    session.send(pdu.encode(), Payload::from_vec(body));
     Ok(())
 }
 

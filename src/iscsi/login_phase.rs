@@ -70,11 +70,7 @@ impl Wire<'_> {
             status_detail: reply.status_detail,
         };
         self.stat_sn = self.stat_sn.wrapping_add(1);
-        let payload = if reply.text.is_empty() {
-            Payload::None
-        } else {
-            Payload::Bytes(reply.text.clone())
-        };
+        let payload = Payload::from_vec(reply.text.clone());
         let (result, _) = ringsan_engine::net::Transport::send_all(
             self.stream,
             frame(&pdu.encode(), payload, Digests::default()),

@@ -220,14 +220,7 @@ impl Session {
             bidi_read_residual: 0,
             residual_count: residual.count,
         };
-        self.send(
-            pdu.encode(),
-            if data.is_empty() {
-                Payload::None
-            } else {
-                Payload::Bytes(data)
-            },
-        );
+        self.send(pdu.encode(), Payload::from_vec(data));
     }
 
     /// Sends a Reject carrying the offending header.

@@ -1,2 +1,5 @@
-//! The control plane: the admin API on a Unix socket and `target-admin`'s client side.
-//! It talks to the reactors through channels and never sits on the data path.
+//! The control plane: the admin API on a Unix socket ([`protocol`], served by the daemon) and
+//! `target-admin`'s client side. It talks to the reactors through shared state and channels and
+//! never sits on the data path.
+
+pub mod protocol;

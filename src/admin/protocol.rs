@@ -1,0 +1,240 @@
+//! The control protocol between `target-admin` and `ringsand`: one JSON request per line on the
+//! control socket, one JSON response per line back. Versioned: a request carries the protocol
+//! version it speaks and the daemon refuses a version it does not know, naming both.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Where the daemon listens by default.
+pub const DEFAULT_SOCKET: &str = "/run/ringsand/control.sock";
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Protocol version of the sender.
+    pub version: u32,
+    /// What to do.
+    pub command: Command,
+}
+
+/// Every operation of the control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Command {
+    /// Creates a target.
+    TargetCreate {
+        /// iSCSI name.
+        iqn: String,
+        /// Target portal group tag (default 1).
+        tpgt: Option<u16>,
+        /// TargetAlias.
+        alias: Option<String>,
+    },
+    /// Lists targets.
+    TargetList,
+    /// Deletes a target (`force` to cut its sessions).
+    TargetDelete {
+        /// iSCSI name.
+        iqn: String,
+        /// Cut logged-in sessions.
+        force: bool,
+    },
+    /// Creates a LUN: an existing file of the right size is used as it is, a missing one is
+    /// created sparse.
+    LunCreate {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+        /// Backing file or block device.
+        path: String,
+        /// Size ("10G", bytes); needed for a file that does not exist.
+        size: Option<String>,
+        /// 512 or 4096 (default 512).
+        block_size: Option<u32>,
+        /// Write cache enabled.
+        write_cache: Option<bool>,
+    },
+    /// Lists the LUNs of a target.
+    LunList {
+        /// Target name.
+        target: String,
+    },
+    /// Shows one LUN.
+    LunShow {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+    },
+    /// Grows a LUN.
+    LunResize {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+        /// New size.
+        size: String,
+        /// Allow shrinking (data past the new end is lost to initiators).
+        force: bool,
+    },
+    /// Deletes a LUN (`force` when sessions are logged in to its target). The backing file is
+    /// left in place.
+    LunDelete {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+        /// Proceed although sessions are logged in.
+        force: bool,
+    },
+    /// Allows an initiator name.
+    AclAdd {
+        /// Target name.
+        target: String,
+        /// Initiator name.
+        initiator: String,
+    },
+    /// Removes an initiator name.
+    AclRemove {
+        /// Target name.
+        target: String,
+        /// Initiator name.
+        initiator: String,
+    },
+    /// Lists allowed initiators (empty: any).
+    AclList {
+        /// Target name.
+        target: String,
+    },
+    /// Sets CHAP (and mutual CHAP) credentials for a target.
+    ChapSet {
+        /// Target name.
+        target: String,
+        /// CHAP_N the initiator must send.
+        user: String,
+        /// The initiator's secret.
+        secret: String,
+        /// The target's own name for mutual CHAP.
+        mutual_user: Option<String>,
+        /// The target's own secret for mutual CHAP.
+        mutual_secret: Option<String>,
+    },
+    /// Removes CHAP from a target.
+    ChapClear {
+        /// Target name.
+        target: String,
+    },
+    /// Adds a listening portal.
+    PortalAdd {
+        /// ADDRESS:PORT.
+        address: String,
+    },
+    /// Removes a listening portal (sessions on it stay).
+    PortalRemove {
+        /// ADDRESS:PORT.
+        address: String,
+    },
+    /// Lists portals.
+    PortalList,
+    /// Lists sessions.
+    SessionList,
+}
+
+/// A refusal: which field is wrong and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The field (argument) at fault, when one is.
+    pub field: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// Machine-readable kind: "invalid", "not-found", "exists", "busy", "io", "protocol".
+    pub kind: String,
+}
+
+/// One response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Protocol version of the daemon.
+    pub version: u32,
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The result (shape per command) when ok.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Why not, when not ok.
+    pub error: Option<Refusal>,
+}
+
+/// A target as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// iSCSI name.
+    pub iqn: String,
+    /// Portal group tag.
+    pub tpgt: u16,
+    /// Alias.
+    pub alias: Option<String>,
+    /// LUN numbers.
+    pub luns: Vec<u16>,
+    /// Allowed initiators (empty: any).
+    pub acl: Vec<String>,
+    /// Whether CHAP is required.
+    pub chap: bool,
+    /// Whether mutual CHAP is configured.
+    pub mutual_chap: bool,
+    /// Sessions logged in.
+    pub sessions: usize,
+}
+
+/// A LUN as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LunInfo {
+    /// Target name.
+    pub target: String,
+    /// LUN number.
+    pub lun: u16,
+    /// Backing path.
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Logical block size.
+    pub block_size: u32,
+    /// Physical block size reported.
+    pub physical_block_size: u32,
+    /// Write cache enabled.
+    pub write_cache: bool,
+    /// Thin provisioned (a file: unmapped blocks are holes).
+    pub thin: bool,
+    /// O_DIRECT in effect.
+    pub direct: bool,
+    /// Unit serial (VPD 80h).
+    pub serial: String,
+    /// LU identity.
+    pub uuid: String,
+}
+
+/// A session as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// TSIH.
+    pub tsih: u16,
+    /// InitiatorName.
+    pub initiator: String,
+    /// ISID in hex.
+    pub isid: String,
+    /// Target name.
+    pub target: String,
+    /// The portal the initiator connected to.
+    pub portal: String,
+    /// The initiator's address.
+    pub peer: String,
+    /// Connections in the session (1: MaxConnections=1).
+    pub connections: u32,
+    /// Negotiated parameters, "Key=Value".
+    pub parameters: Vec<String>,
+    /// Commands in flight now.
+    pub commands_in_flight: usize,
+}

@@ -13,13 +13,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ringsan_engine::disk::{create_sparse, Disk, FileDisk};
-use ringsan_engine::net::TcpListener;
 use ringsan_engine::volume::Volume;
 use ringsan_engine::{Reactor, ReactorConfig, RemoteHandle};
 
 use crate::config::{Config, LunConfig, TargetConfig};
 use crate::iscsi::params::TargetLimits;
-use crate::iscsi::server::{accept_loop, Server, LOGOUT_GRACE_SECONDS};
+use crate::iscsi::server::{Server, LOGOUT_GRACE_SECONDS};
 use crate::iscsi::target::{Target, Targets};
 use crate::scsi::geometry::LuGeometry;
 use crate::scsi::inquiry::LuIdentity;
@@ -200,19 +199,15 @@ impl Daemon {
                 }
             }
         }
+        server.set_reactors(handles);
         let mut portals = Vec::new();
         for p in &config.portals {
-            let listener = match bind_portal(*p) {
-                Ok(l) => l,
-                Err(e) => {
+            match server.add_portal(*p) {
+                Ok(bound) => portals.push(bound),
+                Err(source) => {
                     server.begin_shutdown();
-                    return Err(e);
+                    return Err(StartError::Portal { portal: *p, source });
                 }
-            };
-            portals.push(listener.local_addr());
-            let (s, all) = (server.clone(), handles.clone());
-            if let Some(first) = handles.first() {
-                first.run(move || ringsan_engine::spawn(accept_loop(s, listener, all)));
             }
         }
         Ok(Daemon {
@@ -247,21 +242,6 @@ impl Daemon {
             let _ = r.join();
         }
         tracing::info!("stopped");
-    }
-}
-
-/// Binds a portal, waiting a little while the address is in use: a killed predecessor's
-/// listener lingers until the kernel has torn its io_uring down.
-fn bind_portal(portal: SocketAddr) -> Result<TcpListener, StartError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpListener::bind(portal, false) {
-            Ok(l) => return Ok(l),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(source) => return Err(StartError::Portal { portal, source }),
-        }
     }
 }
 

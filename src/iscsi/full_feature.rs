@@ -214,6 +214,10 @@ async fn scsi_command(
         unsolicited_end.min(session.pool.buffer_size() as u64),
     ));
     session.tasks.borrow_mut().insert(cmd.itt, task.clone());
+    if let Some(e) = &session.entry {
+        e.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     ringsan_engine::spawn(run_command(session.clone(), task, cdb, edtl));
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::iscsi::login::{
 };
 use crate::iscsi::params::SessionType;
 use crate::iscsi::pdu::{login_status, LoginRequest, LoginResponse, Opcode};
-use crate::iscsi::registry::end_session;
+use crate::iscsi::registry::{end_session, SessionDetails};
 use crate::iscsi::server::Server;
 use crate::iscsi::session::{Session, MAX_QUEUE_DEPTH};
 use crate::scsi::nexus::Nexus;
@@ -93,6 +93,29 @@ impl Wire<'_> {
         };
         self.reply(req, &reply, 0).await;
         LoginError::Refused(status)
+    }
+}
+
+/// What `session list` shows of a new session.
+fn details(stream: &TcpStream, r: &LoginResult) -> SessionDetails {
+    let addr =
+        |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let yn = |b: bool| if b { "Yes" } else { "No" };
+    let digest = |b: bool| if b { "CRC32C" } else { "None" };
+    SessionDetails {
+        portal: addr(stream.local_addr()),
+        peer: addr(stream.peer_addr()),
+        parameters: vec![
+            format!("HeaderDigest={}", digest(r.conn.header_digest)),
+            format!("DataDigest={}", digest(r.conn.data_digest)),
+            format!("MaxRecvDataSegmentLength={}", r.conn.max_recv_dsl_initiator),
+            format!("MaxBurstLength={}", r.session.max_burst_length),
+            format!("FirstBurstLength={}", r.session.first_burst_length),
+            format!("ImmediateData={}", yn(r.session.immediate_data)),
+            format!("InitialR2T={}", yn(r.session.initial_r2t)),
+            format!("MaxOutstandingR2T={}", r.session.max_outstanding_r2t),
+            format!("ErrorRecoveryLevel={}", r.session.error_recovery_level),
+        ],
     }
 }
 
@@ -224,6 +247,7 @@ async fn enter_full_feature(
         &target.iqn,
         ringsan_engine::reactor::current_handle(),
         stream.shutdown_handle(),
+        details(stream, &result),
     ) else {
         return Err(wire.refuse(req, login_status::OUT_OF_RESOURCES).await);
     };

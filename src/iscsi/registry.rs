@@ -3,7 +3,7 @@
 //! at shutdown. Sessions live on their reactors; the registry holds only `Send + Sync` handles.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,22 @@ pub struct SessionEntry {
     pub reactor: RemoteHandle,
     /// Shuts the session's socket down from any thread.
     pub shutdown: ShutdownHandle,
+    /// What `session list` shows.
+    pub details: SessionDetails,
+    /// Commands in flight now.
+    pub in_flight: AtomicUsize,
     gone: AtomicBool,
+}
+
+/// What an admin sees of a session besides its identity.
+#[derive(Clone, Debug, Default)]
+pub struct SessionDetails {
+    /// The portal the initiator connected to.
+    pub portal: String,
+    /// The initiator's address.
+    pub peer: String,
+    /// Negotiated parameters, "Key=Value".
+    pub parameters: Vec<String>,
 }
 
 impl SessionEntry {
@@ -74,6 +89,7 @@ impl Registry {
         target: &str,
         reactor: RemoteHandle,
         shutdown: ShutdownHandle,
+        details: SessionDetails,
     ) -> Option<Arc<SessionEntry>> {
         let mut inner = self.inner.lock().ok()?;
         let tsih = (0..=u16::MAX).find_map(|_| {
@@ -87,6 +103,8 @@ impl Registry {
             target: target.to_string(),
             reactor,
             shutdown,
+            details,
+            in_flight: AtomicUsize::new(0),
             gone: AtomicBool::new(false),
         });
         inner.sessions.insert(tsih, entry.clone());

@@ -278,5 +278,9 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
         }
     }
     session.tasks.borrow_mut().remove(&task.itt);
+    if let Some(e) = &session.entry {
+        e.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
     task.finish();
 }

@@ -42,6 +42,14 @@ pub struct Server {
     pub nop_interval: Option<Duration>,
     shutting_down: AtomicBool,
     connections: AtomicUsize,
+    reactors: std::sync::Mutex<Vec<RemoteHandle>>,
+    portals: std::sync::Mutex<Vec<Portal>>,
+}
+
+/// A listening portal: its address and the flag that stops its accept loop.
+struct Portal {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
 }
 
 thread_local! {
@@ -58,6 +66,8 @@ impl Server {
             nop_interval,
             shutting_down: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            reactors: std::sync::Mutex::new(Vec::new()),
+            portals: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -82,6 +92,75 @@ impl Server {
             });
         }
         sessions.len()
+    }
+
+    /// The reactors connections are handed to (set once at start-up).
+    pub fn set_reactors(&self, reactors: Vec<RemoteHandle>) {
+        if let Ok(mut r) = self.reactors.lock() {
+            *r = reactors;
+        }
+    }
+
+    /// Binds `addr` and starts accepting on it (on the first reactor). Waits a little while the
+    /// address is in use: a killed predecessor's listener lingers until the kernel has torn its
+    /// io_uring down. Returns the bound address (with the real port when 0 was asked for).
+    pub fn add_portal(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        if self.portal_list().contains(&addr) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("portal {addr} is already listening"),
+            ));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(addr, false) {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let bound = listener.local_addr();
+        let reactors = self.reactors.lock().map(|r| r.clone()).unwrap_or_default();
+        let Some(first) = reactors.first().cloned() else {
+            return Err(std::io::Error::other("no reactor is running"));
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Ok(mut p) = self.portals.lock() {
+            p.push(Portal {
+                addr: bound,
+                stop: stop.clone(),
+            });
+        }
+        let server = self.clone();
+        first.run(move || ringsan_engine::spawn(accept_loop(server, listener, reactors, stop)));
+        Ok(bound)
+    }
+
+    /// Stops listening on `addr` (sessions that came through it stay). False when not listening.
+    pub fn remove_portal(&self, addr: SocketAddr) -> bool {
+        let Ok(mut portals) = self.portals.lock() else {
+            return false;
+        };
+        match portals.iter().position(|p| p.addr == addr) {
+            Some(i) => {
+                portals.remove(i).stop.store(true, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The portals listening now.
+    pub fn portal_list(&self) -> Vec<SocketAddr> {
+        self.portals
+            .lock()
+            .map(|p| p.iter().map(|x| x.addr).collect())
+            .unwrap_or_default()
     }
 
     /// Connections being served right now (on every reactor).
@@ -112,11 +191,16 @@ pub fn with_local_session<R>(
 /// One listener per portal, not one per reactor with SO_REUSEPORT: a killed predecessor's
 /// listener can linger in the kernel while its io_uring is torn down, and in a REUSEPORT group
 /// it would swallow connections meant for us.
-pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, reactors: Vec<RemoteHandle>) {
+async fn accept_loop(
+    server: Arc<Server>,
+    listener: TcpListener,
+    reactors: Vec<RemoteHandle>,
+    stop: Arc<AtomicBool>,
+) {
     let portal = listener.local_addr();
     let mut next = 0usize;
     loop {
-        let accepted = select2(listener.accept(), wait_shutdown(&server)).await;
+        let accepted = select2(listener.accept(), wait_stop(&server, &stop)).await;
         let (stream, peer) = match accepted {
             Either::Right(()) => return,
             Either::Left(Ok(a)) => a,
@@ -150,8 +234,8 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, reactors: V
     }
 }
 
-async fn wait_shutdown(server: &Server) {
-    while !server.is_shutting_down() {
+async fn wait_stop(server: &Server, stop: &AtomicBool) {
+    while !server.is_shutting_down() && !stop.load(Ordering::Acquire) {
         ringsan_engine::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -154,6 +154,22 @@ impl LogicalUnit {
         let _ = self.update_reservations(|s| Ok((on_nexus_loss(s, nexus), ())));
     }
 
+    /// Every I_T nexus that has talked to this unit.
+    pub fn known_nexuses(&self) -> Vec<Nexus> {
+        self.unit_attentions
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Changes the capacity live; every nexus gets CAPACITY DATA HAS CHANGED (SBC-3 §4.11).
+    pub fn resize(&self, num_blocks: u64) {
+        if let Ok(mut g) = self.geometry.write() {
+            g.num_blocks = num_blocks;
+        }
+        self.raise_for_all(UnitAttention::CapacityDataChanged);
+    }
+
     /// The nexus ended (logout or connection loss): a legacy RESERVE it held is released
     /// (SPC-2 §5.5.1); persistent registrations stay, they belong to the nexus, not the session.
     pub fn nexus_ended(&self, nexus: &Nexus) {

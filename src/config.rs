@@ -72,6 +72,7 @@ struct RawDaemon {
     #[serde(default)]
     portals: Vec<Spanned<String>>,
     nop_interval_seconds: Option<Spanned<u32>>,
+    control_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +194,8 @@ pub struct Config {
     /// Seconds between NOP-In pings on an idle connection (0: no pings); a ping unanswered for
     /// two intervals closes the connection.
     pub nop_interval_seconds: u32,
+    /// The control API's Unix socket (root only).
+    pub control_socket: PathBuf,
     /// Targets.
     pub targets: Vec<TargetConfig>,
 }
@@ -207,6 +210,7 @@ impl Config {
             buffer_count: 256,
             oui: None,
             nop_interval_seconds: DEFAULT_NOP_INTERVAL_SECONDS,
+            control_socket: PathBuf::from(crate::admin::protocol::DEFAULT_SOCKET),
             portals: vec![DEMO_PORTAL
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3260)))],
@@ -416,6 +420,12 @@ impl Validator<'_> {
         if portals.is_empty() {
             portals.push(SocketAddr::from(([127, 0, 0, 1], 3260)));
         }
+        let control_socket = raw
+            .daemon
+            .control_socket
+            .as_deref()
+            .map(|p| self.path(p))
+            .unwrap_or_else(|| PathBuf::from(crate::admin::protocol::DEFAULT_SOCKET));
         let nop_interval_seconds = match &raw.daemon.nop_interval_seconds {
             Some(n) if *n.get_ref() > 3600 => {
                 return self.err(
@@ -441,6 +451,7 @@ impl Validator<'_> {
             oui,
             portals,
             nop_interval_seconds,
+            control_socket,
             targets,
         })
     }
@@ -662,6 +673,147 @@ impl Validator<'_> {
     }
 }
 
+/// The TOML form of a configuration, written by the control API; [`Config::parse`] reads it
+/// back to an equal configuration.
+#[derive(serde::Serialize)]
+struct OutConfig<'a> {
+    daemon: OutDaemon<'a>,
+    target: Vec<OutTarget<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OutDaemon<'a> {
+    data_dir: String,
+    reactors: usize,
+    buffer_size_kib: usize,
+    buffer_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oui: Option<String>,
+    portals: Vec<String>,
+    nop_interval_seconds: u32,
+    control_socket: String,
+    #[serde(skip)]
+    _marker: std::marker::PhantomData<&'a ()>,
+}
+
+#[derive(serde::Serialize)]
+struct OutTarget<'a> {
+    iqn: &'a str,
+    tpgt: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<&'a str>,
+    allow: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chap: Option<OutChap<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mutual_chap: Option<OutChap<'a>>,
+    lun: Vec<OutLun>,
+}
+
+#[derive(serde::Serialize)]
+struct OutChap<'a> {
+    user: &'a str,
+    secret: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct OutLun {
+    lun: u16,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    block_size: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    physical_block_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    uuid: String,
+    write_cache: bool,
+}
+
+impl Config {
+    /// This configuration as a TOML file (paths absolute, secrets included: write it 0600).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let out = OutConfig {
+            daemon: OutDaemon {
+                data_dir: self.data_dir.display().to_string(),
+                reactors: self.reactors,
+                buffer_size_kib: self.buffer_size_bytes / 1024,
+                buffer_count: self.buffer_count,
+                oui: self.oui.map(|o| format!("{o:06x}")),
+                portals: self.portals.iter().map(|p| p.to_string()).collect(),
+                nop_interval_seconds: self.nop_interval_seconds,
+                control_socket: self.control_socket.display().to_string(),
+                _marker: std::marker::PhantomData,
+            },
+            target: self
+                .targets
+                .iter()
+                .map(|t| OutTarget {
+                    iqn: &t.iqn,
+                    tpgt: t.tpgt,
+                    alias: t.alias.as_deref(),
+                    allow: &t.allow,
+                    chap: t.chap.as_ref().map(|c| OutChap {
+                        user: &c.user,
+                        secret: &c.secret,
+                    }),
+                    mutual_chap: t.mutual_chap.as_ref().map(|c| OutChap {
+                        user: &c.user,
+                        secret: &c.secret,
+                    }),
+                    lun: t
+                        .luns
+                        .iter()
+                        .map(|l| OutLun {
+                            lun: l.lun,
+                            path: l.path.display().to_string(),
+                            size: l.size_bytes,
+                            block_size: l.block_size,
+                            physical_block_size: l.physical_block_size,
+                            serial: l.serial.clone(),
+                            uuid: uuid::Uuid::from_bytes(l.uuid).to_string(),
+                            write_cache: l.write_cache,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        toml::to_string(&out)
+    }
+
+    /// Writes this configuration to `path` atomically: a temporary file in the same folder,
+    /// fsync, rename over the old one, fsync the folder. A crash at any point leaves the old file
+    /// or the new one, never a torn one.
+    pub fn save_atomically(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let text = self.to_toml().map_err(std::io::Error::other)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ringsand.toml".into());
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,6 +902,25 @@ block_size = 4096
         assert!(valid_iscsi_name("eui.0123456789ABCDEF"));
         assert!(!valid_iscsi_name("iqn.26-11.x"));
         assert!(!valid_iscsi_name("iqn.2026-11.io ringsan"));
+    }
+
+    #[test]
+    fn written_toml_reads_back_equal() {
+        let c = Config::parse(GOOD, "t.toml", Path::new("/etc")).unwrap();
+        let text = c.to_toml().unwrap();
+        let back = Config::parse(&text, "written.toml", Path::new("/elsewhere")).unwrap();
+        assert_eq!(back, c, "{text}");
+        let dir = std::env::temp_dir().join(format!("ringsan-config-{}", std::process::id()));
+        let path = dir.join("ringsand.toml");
+        c.save_atomically(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), c);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "secrets inside: owner only"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

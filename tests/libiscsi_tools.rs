@@ -222,9 +222,10 @@ fn several_targets_each_with_its_portal_group_tag() {
         .port();
     let cfg = dir.join("ringsan.toml");
     let text = format!(
-        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 32\nportals = [\"127.0.0.1:{port}\"]\n\n\
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 32\ncontrol_socket = \"{}/control.sock\"\nportals = [\"127.0.0.1:{port}\"]\n\n\
          [[target]]\niqn = \"iqn.2026-11.io.ringsan:alpha\"\ntpgt = 7\n[[target.lun]]\nlun = 0\npath = \"a0.img\"\nsize = \"4M\"\n\n\
          [[target]]\niqn = \"iqn.2026-11.io.ringsan:beta\"\ntpgt = 9\n[[target.lun]]\nlun = 2\npath = \"b2.img\"\nsize = \"4M\"\nblock_size = 4096\n",
+        dir.display(),
         dir.display()
     );
     std::fs::write(&cfg, text).unwrap();
@@ -297,7 +298,8 @@ fn block_device_backend() {
         .port();
     let cfg = dir.join("ringsan.toml");
     let text = format!(
-        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 32\nportals = [\"127.0.0.1:{port}\"]\n\n[[target]]\niqn = \"{IQN}\"\n[[target.lun]]\nlun = 0\npath = \"{dev}\"\n",
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\nbuffer_count = 32\ncontrol_socket = \"{}/control.sock\"\nportals = [\"127.0.0.1:{port}\"]\n\n[[target]]\niqn = \"{IQN}\"\n[[target.lun]]\nlun = 0\npath = \"{dev}\"\n",
+        dir.display(),
         dir.display()
     );
     std::fs::write(&cfg, text).unwrap();

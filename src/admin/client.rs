@@ -106,9 +106,7 @@ fn read_response(
         reason,
     };
     if line.len() as u64 > RESPONSE_LEN_MAX_BYTES {
-        return Err(bad(format!(
-            "longer than {RESPONSE_LEN_MAX_BYTES} bytes"
-        )));
+        return Err(bad(format!("longer than {RESPONSE_LEN_MAX_BYTES} bytes")));
     }
     if line.last() != Some(&b'\n') {
         return Err(bad(if line.is_empty() {
@@ -151,7 +149,8 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     fn socket_path(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ringsan-client-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ringsan-client-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("s.sock")
@@ -180,7 +179,10 @@ mod tests {
         assert!(r.ok);
         assert_eq!(r.data, serde_json::json!(["127.0.0.1:3260"]));
         let sent: serde_json::Value = serde_json::from_str(&server.join().unwrap()).unwrap();
-        assert_eq!(sent, serde_json::json!({"version": 1, "command": {"op": "portal-list"}}));
+        assert_eq!(
+            sent,
+            serde_json::json!({"version": 1, "command": {"op": "portal-list"}})
+        );
     }
 
     #[test]
@@ -190,7 +192,10 @@ mod tests {
         assert!(matches!(e, ClientError::Connect { .. }));
         let text = e.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
-        assert!(text.contains("is ringsand running? are you root?"), "{text}");
+        assert!(
+            text.contains("is ringsand running? are you root?"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -212,8 +217,8 @@ mod tests {
     fn a_stalled_daemon_times_out() {
         let path = socket_path("stall");
         let listener = UnixListener::bind(&path).unwrap();
-        let e = call_with_timeout(&path, Command::TargetList, Duration::from_millis(100))
-            .unwrap_err();
+        let e =
+            call_with_timeout(&path, Command::TargetList, Duration::from_millis(100)).unwrap_err();
         drop(listener);
         assert!(matches!(e, ClientError::Io { .. }), "{e}");
     }

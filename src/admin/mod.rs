@@ -2,4 +2,8 @@
 //! `target-admin`'s client side. It talks to the reactors through shared state and channels and
 //! never sits on the data path.
 
+pub mod apply;
+pub mod client;
+pub mod format;
 pub mod protocol;
+pub mod server;

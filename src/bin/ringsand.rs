@@ -12,6 +12,9 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use std::sync::Arc;
+
+use ringsan::admin::apply::Control;
 use ringsan::config::Config;
 use ringsan::daemon::{default_data_dir, Daemon};
 
@@ -36,15 +39,23 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let config = match &args.config {
-        Some(path) => match Config::load(path) {
+    // Without --config the embedded default is served; changes made with target-admin are kept
+    // in the data folder's ringsand.toml, which is read instead on the next start.
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| data_dir.join("ringsand.toml"));
+    let config = if args.config.is_some() || config_path.exists() {
+        match Config::load(&config_path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("ringsand: configuration error: {e}");
                 std::process::exit(2);
             }
-        },
-        None => Config::demo(&args.data_dir.clone().unwrap_or_else(default_data_dir)),
+        }
+    } else {
+        Config::demo(&data_dir)
     };
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let daemon = match Daemon::start(&config) {
@@ -54,12 +65,35 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
+    let control = Arc::new(Control::new(
+        daemon.server().clone(),
+        config.clone(),
+        absolute(&config_path),
+    ));
+    if let Err(e) = ringsan::admin::server::start(control, &config.control_socket) {
+        eprintln!(
+            "ringsand: control socket {}: {e}",
+            config.control_socket.display()
+        );
+        daemon.shutdown();
+        std::process::exit(1);
+    }
     print_banner(&config, &daemon);
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "signal received");
     }
     daemon.shutdown();
     Ok(())
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
 }
 
 fn print_banner(config: &Config, daemon: &Daemon) {

@@ -546,7 +546,7 @@ mod tests {
         let pieces = w.segments(10);
         assert!(pieces.iter().all(|p| p.len() <= 10));
         assert_eq!(pieces.concat(), bytes);
-        assert_eq!(split_segments(&[], 512), vec![&[][..]]);
+        assert_eq!(split_segments(&[], 512), vec![&[0u8; 0][..]]);
         assert_eq!(split_segments(b"abc", 0).len(), 3);
         assert!(w.push("Bad Key", "x").is_err());
         assert!(w.push("A", "x\0y").is_err());

@@ -61,8 +61,16 @@ pub fn config_text_with(
     } else {
         "buffer_count = 64\n"
     };
+    let socket = if daemon_extra.contains("control_socket") {
+        String::new()
+    } else {
+        format!(
+            "control_socket = \"{}\"\n",
+            dir.join("control.sock").display()
+        )
+    };
     let mut s = format!(
-        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\n{buffers}portals = [\"127.0.0.1:{port}\"]\n{daemon_extra}\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 2\n{buffers}{socket}portals = [\"127.0.0.1:{port}\"]\n{daemon_extra}\n\n[[target]]\niqn = \"{IQN}\"\n{extra}\n",
         dir.display()
     );
     for (lun, size, bs) in luns {

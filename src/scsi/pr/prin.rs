@@ -209,7 +209,10 @@ mod tests {
         let t = persistent_reserve_in(&s, &cdb(0, 8)).unwrap();
         assert_eq!(t, d[..8].to_vec());
         assert_eq!(be32(&t, 4), 16);
-        assert_eq!(persistent_reserve_in(&s, &cdb(0, 0)).unwrap(), vec![]);
+        assert_eq!(
+            persistent_reserve_in(&s, &cdb(0, 0)).unwrap(),
+            Vec::<u8>::new()
+        );
         assert_eq!(
             persistent_reserve_in(&s, &cdb(0, 13)).unwrap(),
             d[..13].to_vec()

@@ -731,19 +731,32 @@ struct OutLun {
     write_cache: bool,
 }
 
+/// `path` made absolute against the current folder: a written file is read back from its own
+/// folder, where relative paths would mean something else.
+fn absolute(path: &Path) -> String {
+    let p = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    p.display().to_string()
+}
+
 impl Config {
     /// This configuration as a TOML file (paths absolute, secrets included: write it 0600).
     pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
         let out = OutConfig {
             daemon: OutDaemon {
-                data_dir: self.data_dir.display().to_string(),
+                data_dir: absolute(&self.data_dir),
                 reactors: self.reactors,
                 buffer_size_kib: self.buffer_size_bytes / 1024,
                 buffer_count: self.buffer_count,
                 oui: self.oui.map(|o| format!("{o:06x}")),
                 portals: self.portals.iter().map(|p| p.to_string()).collect(),
                 nop_interval_seconds: self.nop_interval_seconds,
-                control_socket: self.control_socket.display().to_string(),
+                control_socket: absolute(&self.control_socket),
                 _marker: std::marker::PhantomData,
             },
             target: self
@@ -767,7 +780,7 @@ impl Config {
                         .iter()
                         .map(|l| OutLun {
                             lun: l.lun,
-                            path: l.path.display().to_string(),
+                            path: absolute(&l.path),
                             size: l.size_bytes,
                             block_size: l.block_size,
                             physical_block_size: l.physical_block_size,

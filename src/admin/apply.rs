@@ -680,7 +680,7 @@ fn lun_info(t: &Target, lu: &LogicalUnit, lc: Option<&LunConfig>) -> LunInfo {
         write_cache: lu.mode().wce,
         thin: g.thin,
         direct: info.direct,
-        serial: lu.identity().serial.clone(),
+        serial: crate::scsi::vpd::serial_string(lu.identity()),
         uuid: uuid::Uuid::from_bytes(lu.identity().uuid).to_string(),
     }
 }

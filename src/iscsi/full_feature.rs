@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use ringsan_engine::net::TcpStream;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::iscsi::framing::{DataCheck, FramingError, Header, Payload, Reader};
 use crate::iscsi::pdu::{
@@ -144,8 +144,8 @@ async fn scsi_command(
 ) -> Result<(), Stop> {
     let bhs = &header.bhs;
     let data_len = bhs.data_segment_len();
+    // The command's span (a child of the session's) follows it into its own task.
     let span = tracing::debug_span!("cmd", itt = cmd.itt, cmdsn = cmd.cmdsn, op = cmd.cdb[0]);
-    let _g = span.enter();
     if !session.admit(cmd.cmdsn, cmd.immediate) {
         reader.discard_data(stream, data_len).await?;
         return Ok(());
@@ -218,7 +218,7 @@ async fn scsi_command(
         e.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    ringsan_engine::spawn(run_command(session.clone(), task, cdb, edtl));
+    ringsan_engine::spawn(run_command(session.clone(), task, cdb, edtl).instrument(span));
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use tracing::info;
+use tracing::{info, Instrument};
 
 use crate::iscsi::framing::Payload;
 use crate::iscsi::pdu::{decode_lun, tmf, tmf_response, TaskMgmtRequest, TaskMgmtResponse};
@@ -23,7 +23,10 @@ pub async fn run_task_management(session: Rc<Session>, req: TaskMgmtRequest) {
         itt = req.itt,
         rtt = req.ref_task_tag
     );
-    let _g = span.enter();
+    run(session, req).instrument(span).await
+}
+
+async fn run(session: Rc<Session>, req: TaskMgmtRequest) {
     let response = match req.function {
         tmf::ABORT_TASK => abort_task(&session, &req).await,
         tmf::ABORT_TASK_SET | tmf::CLEAR_TASK_SET => abort_lun_tasks(&session, &req).await,

@@ -311,12 +311,12 @@ impl Control {
             .targets
             .add(Arc::new(Target::new(&tc, Vec::new())));
         next.targets.push(tc);
-        Ok(to_value(
+        to_value(
             &self
                 .target_infos()
                 .into_iter()
                 .find(|t| t.iqn.eq_ignore_ascii_case(iqn)),
-        )?)
+        )
     }
 
     fn target_delete(&self, next: &mut Config, iqn: &str, force: bool) -> Outcome {

@@ -109,7 +109,8 @@ pub fn size(bytes: u64) -> String {
         unit += 1;
     }
     let scale = 1u64 << (10 * unit);
-    if bytes % scale == 0 {
+    // `scale` is a power of two: a whole number of units has no bits below it.
+    if bytes & (scale - 1) == 0 {
         format!("{} {}", bytes / scale, UNITS[unit])
     } else {
         format!("{:.2} {}", bytes as f64 / scale as f64, UNITS[unit])

@@ -40,7 +40,12 @@ pub enum Segment {
     Shared(Rc<Buf>, Range<usize>),
     /// Up to 8 inline bytes (padding and digests).
     Small([u8; 8], usize),
+    /// Up to 52 inline bytes (a protocol header and its digest), so headers need no allocation.
+    Head([u8; HEAD_BYTES], usize),
 }
+
+/// Room of [`Segment::Head`].
+pub const HEAD_BYTES: usize = 52;
 
 impl Segment {
     fn as_slice(&self) -> &[u8] {
@@ -49,6 +54,7 @@ impl Segment {
             Segment::Bytes(v) => v,
             Segment::Shared(buf, range) => buf.as_slice().get(range.clone()).unwrap_or(&[]),
             Segment::Small(bytes, len) => &bytes[..(*len).min(8)],
+            Segment::Head(bytes, len) => &bytes[..(*len).min(HEAD_BYTES)],
         }
     }
 }

@@ -157,6 +157,8 @@ pub(crate) struct Core {
     eventfd_buf: Box<Cell<u64>>,
     eventfd_armed: Cell<bool>,
     pool: BufferPool,
+    /// Wakers collected while reaping, reused so reaping allocates nothing.
+    wake_list: RefCell<Vec<Waker>>,
     fixed_files: RefCell<Vec<Option<u64>>>,
     fixed_files_ok: bool,
 }
@@ -241,6 +243,7 @@ impl Reactor {
             eventfd_buf: Box::new(Cell::new(0)),
             eventfd_armed: Cell::new(false),
             pool,
+            wake_list: RefCell::new(Vec::with_capacity(256)),
             fixed_files: RefCell::new(vec![None; config.fixed_files as usize]),
             fixed_files_ok,
         });
@@ -398,7 +401,7 @@ impl Core {
     }
 
     fn reap_completions(&self) {
-        let mut wakers: Vec<Waker> = Vec::new();
+        let mut wakers = std::mem::take(&mut *self.wake_list.borrow_mut());
         {
             let mut ring = self.ring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
@@ -410,9 +413,10 @@ impl Core {
                 }
             }
         }
-        for waker in wakers {
+        for waker in wakers.drain(..) {
             waker.wake();
         }
+        *self.wake_list.borrow_mut() = wakers;
     }
 
     /// Queues one SQE, flushing the submission queue to the kernel when it is full.

@@ -28,16 +28,14 @@ const SOCKET_ENV: &str = "RINGSAN_SOCKET";
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
-  1  refused by the daemon: an invalid argument (the message names it), not found, already
-     exists, or busy (sessions are logged in; --force cuts them)
-  2  usage error: bad or missing arguments, a --secret-file that cannot be read, a man page
-     folder that cannot be written
-  3  cannot reach the daemon: no socket, permission denied (the socket is root's), no answer
-     within 30 s, or an answer this version does not understand
-  4  I/O error on the daemon's side (a backing file or the configuration could not be written)
+  1  refused by the daemon: invalid argument (the message names it), not found, exists, busy
+  2  usage error: bad or missing arguments, unreadable --secret-file, unwritable man --dir
+  3  cannot reach the daemon: no socket, permission denied, no answer in 30 s, bad answer
+  4  I/O error on the daemon's side (a backing file or its configuration file)
 
-Errors go to stderr as `target-admin: <field>: <message>`; with --json, stdout also carries
-{\"error\": {\"field\": ..., \"message\": ..., \"kind\": ...}}.";
+Errors go to stderr as `target-admin: <field>: <message>`. With --json, stdout carries the
+daemon's data, or on failure {\"error\": {\"field\": ..., \"message\": ..., \"kind\": ...}}.
+A busy refusal means sessions are logged in; --force cuts them.";
 
 const EXIT_OK: u8 = 0;
 const EXIT_REFUSED: u8 = 1;
@@ -732,7 +730,10 @@ fn man_pages(cmd: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> anyh
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         man_pages(sub.clone(), dir, written)?;
     }
-    let man = clap_mangen::Man::new(cmd).section("8").manual("ringsan");
+    let man = clap_mangen::Man::new(cmd)
+        .section("8")
+        .manual("ringsan")
+        .source(concat!("ringsan ", env!("CARGO_PKG_VERSION")));
     let path = man
         .generate_to(dir)
         .with_context(|| format!("--dir: cannot write a man page into {}", dir.display()))?;

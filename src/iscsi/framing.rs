@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use ringsan_engine::buffer::Buf;
 use ringsan_engine::iobuf::IoBufMut;
-use ringsan_engine::net::{Gather, Segment, TcpStream, Transport};
+use ringsan_engine::net::{Gather, Segment, TcpStream, Transport, HEAD_BYTES};
 
 use crate::iscsi::digest;
 use crate::iscsi::pdu::{pad_len, Bhs, BHS_LEN};
@@ -273,10 +273,13 @@ impl Payload {
 /// One encoded PDU as a gathered send: header (+ digest), data, padding (+ data digest). The
 /// BHS's DataSegmentLength must already equal `payload.len()`.
 pub fn frame(bhs: &Bhs, payload: Payload, digests: Digests) -> Gather {
-    let mut head = Vec::with_capacity(BHS_LEN + 4);
-    head.extend_from_slice(&bhs.0);
+    let mut head = [0u8; HEAD_BYTES];
+    head[..BHS_LEN].copy_from_slice(&bhs.0);
+    let mut head_len = BHS_LEN;
     if digests.header {
-        head.extend_from_slice(&digest::digest_to_wire(digest::header_digest(bhs, &[])));
+        head[BHS_LEN..BHS_LEN + 4]
+            .copy_from_slice(&digest::digest_to_wire(digest::header_digest(bhs, &[])));
+        head_len += 4;
     }
     let len = payload.len();
     let pad = pad_len(len);
@@ -288,7 +291,7 @@ pub fn frame(bhs: &Bhs, payload: Payload, digests: Digests) -> Gather {
         tail_len += 4;
     }
     let mut gather = Gather::default();
-    gather.parts[0] = Segment::Bytes(head);
+    gather.parts[0] = Segment::Head(head, head_len);
     gather.parts[1] = match payload {
         Payload::None => Segment::Empty,
         Payload::Bytes(v) => Segment::Bytes(v),

@@ -15,7 +15,7 @@ use crate::iscsi::pdu::{
     decode_lun, parse_ahs, reject_reason, Bhs, DataOut, LogoutRequest, LogoutResponse, NopIn,
     NopOut, Request, ScsiCommand, TextRequest, TextResponse, RESERVED_TAG,
 };
-use crate::iscsi::scsi_task::run_command;
+use crate::iscsi::scsi_task::{run_command, Cdb};
 use crate::iscsi::session::Session;
 use crate::iscsi::task::TaskCtl;
 use crate::iscsi::tmf::run_task_management;
@@ -151,10 +151,11 @@ async fn scsi_command(
         return Ok(());
     }
     let cdb = match parse_ahs(&header.ahs) {
-        Ok(ahs) if ahs.extended_cdb.is_empty() => cmd.cdb.to_vec(),
+        Ok(ahs) if ahs.extended_cdb.is_empty() => Cdb::Basic(cmd.cdb),
         Ok(ahs) => {
             let mut c = cmd.cdb.to_vec();
             c.extend_from_slice(ahs.extended_cdb);
+            let c = Cdb::Extended(c);
             c
         }
         Err(e) => {

@@ -214,9 +214,27 @@ impl DataTransfer for IscsiTransfer {
     }
 }
 
+/// A command's CDB: the 16 bytes of the BHS, or longer with an Extended CDB AHS.
+pub enum Cdb {
+    /// The BHS's 16 bytes (no allocation).
+    Basic([u8; 16]),
+    /// BHS bytes followed by the AHS's.
+    Extended(Vec<u8>),
+}
+
+impl Cdb {
+    /// The CDB bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Cdb::Basic(b) => b,
+            Cdb::Extended(v) => v,
+        }
+    }
+}
+
 /// Runs one admitted SCSI command to its end: executes it in the SCSI layer, sends its status
 /// (unless it rode on the last Data-In or the task was aborted), and unregisters the task.
-pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, expected_len: u64) {
+pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expected_len: u64) {
     let mut xfer = IscsiTransfer {
         session: session.clone(),
         task: task.clone(),
@@ -242,7 +260,7 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Vec<u8>, 
                 lu: lu.as_deref(),
                 luns: &list,
             };
-            Some(execute(&ctx, &cdb, &mut xfer).await)
+            Some(execute(&ctx, cdb.as_slice(), &mut xfer).await)
         }
         _ => None,
     };

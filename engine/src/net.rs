@@ -379,30 +379,63 @@ impl Transport for TcpStream {
     }
 
     async fn send_all(&self, gather: Gather) -> (io::Result<()>, Gather) {
-        // SAFETY: msghdr and iovec are plain old data; zero is a valid initial state.
-        let mut state = Box::new(SendState {
-            gather,
-            iov: unsafe { zeroed() },
-            msg: unsafe { zeroed() },
-        });
+        self.send_with(&mut SendBuffer::default(), gather).await
+    }
+}
+
+/// The memory a send's `msghdr` and iovecs live in, kept by a connection's writer and reused
+/// for every message so that sending allocates nothing.
+#[derive(Default)]
+pub struct SendBuffer {
+    state: Option<Box<SendState>>,
+}
+
+impl TcpStream {
+    /// Sends every byte of `gather` using `buffer`'s memory for the message header.
+    pub async fn send_with(
+        &self,
+        buffer: &mut SendBuffer,
+        gather: Gather,
+    ) -> (io::Result<()>, Gather) {
+        let mut state = match buffer.state.take() {
+            Some(mut s) => {
+                s.gather = gather;
+                s
+            }
+            // SAFETY: msghdr and iovec are plain old data; zero is a valid initial state.
+            None => Box::new(SendState {
+                gather,
+                iov: unsafe { zeroed() },
+                msg: unsafe { zeroed() },
+            }),
+        };
         let mut sent_total = 0usize;
         let total = state.gather.len();
+        let mut result = Ok(());
         while sent_total < total {
             fill_iovecs(&mut state, sent_total);
             let entry = opcode::SendMsg::new(types::Fd(self.fd.as_raw_fd()), &state.msg)
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build();
             let done = Op::submit(entry, state).await;
-            let result = done.io_result();
+            let sent = done.io_result();
             state = done.resources;
-            match result {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), state.gather),
+            match sent {
+                Ok(0) => {
+                    result = Err(io::ErrorKind::WriteZero.into());
+                    break;
+                }
                 Ok(n) => sent_total += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), state.gather),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        (Ok(()), state.gather)
+        let gather = std::mem::take(&mut state.gather);
+        buffer.state = Some(state);
+        (result, gather)
     }
 }
 

@@ -9,7 +9,7 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use ringsan_engine::net::{Gather, TcpStream, Transport};
+use ringsan_engine::net::{Gather, SendBuffer, TcpStream};
 
 /// The queue of one connection.
 #[derive(Default)]
@@ -83,9 +83,10 @@ impl Outbox {
     /// The writer task: drains the queue onto `stream` until closed; a send error closes the
     /// outbox and shuts the socket down so the reader stops too.
     pub async fn run_writer(self: Rc<Self>, stream: Rc<TcpStream>) {
+        let mut buffer = SendBuffer::default();
         while let Some(pdu) = self.next().await {
             self.sending.set(true);
-            let (result, _) = stream.send_all(pdu).await;
+            let (result, _) = stream.send_with(&mut buffer, pdu).await;
             self.sending.set(false);
             if self.queue.borrow().is_empty() {
                 self.wake_drained();

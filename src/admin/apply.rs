@@ -76,7 +76,7 @@ impl Control {
                 )),
             };
         }
-        let span = tracing::info_span!("admin", op = ?std::mem::discriminant(&request.command));
+        let span = tracing::info_span!("admin", op = op_name(&request.command));
         let _g = span.enter();
         let result = self.dispatch(request.command);
         match result {
@@ -188,7 +188,11 @@ impl Control {
             Command::PortalRemove { address } => (self.portal_remove(&mut next, &address)?, true),
         };
         if changed {
-            next.save_atomically(&self.config_path).map_err(|e| {
+            // The change is live either way: keep the in-memory configuration in step with it so
+            // the next successful save carries it.
+            let saved = next.save_atomically(&self.config_path);
+            *config = next;
+            saved.map_err(|e| {
                 refuse(
                     "io",
                     None,
@@ -198,7 +202,6 @@ impl Control {
                     ),
                 )
             })?;
-            *config = next;
         }
         Ok(data)
     }
@@ -320,7 +323,10 @@ impl Control {
     }
 
     fn target_delete(&self, next: &mut Config, iqn: &str, force: bool) -> Outcome {
-        let t = self.target(iqn)?;
+        let t = self.target(iqn).map_err(|mut e| {
+            e.field = Some("iqn".into());
+            e
+        })?;
         let sessions = self.sessions_of(&t.iqn);
         if !sessions.is_empty() && !force {
             return Err(refuse(
@@ -655,6 +661,29 @@ impl Control {
         }
         next.portals.retain(|p| *p != addr);
         Ok(json!(addr.to_string()))
+    }
+}
+
+/// The operation's name for logs (never its arguments: CHAP secrets ride in some).
+fn op_name(c: &Command) -> &'static str {
+    match c {
+        Command::TargetCreate { .. } => "target-create",
+        Command::TargetList => "target-list",
+        Command::TargetDelete { .. } => "target-delete",
+        Command::LunCreate { .. } => "lun-create",
+        Command::LunList { .. } => "lun-list",
+        Command::LunShow { .. } => "lun-show",
+        Command::LunResize { .. } => "lun-resize",
+        Command::LunDelete { .. } => "lun-delete",
+        Command::AclAdd { .. } => "acl-add",
+        Command::AclRemove { .. } => "acl-remove",
+        Command::AclList { .. } => "acl-list",
+        Command::ChapSet { .. } => "chap-set",
+        Command::ChapClear { .. } => "chap-clear",
+        Command::PortalAdd { .. } => "portal-add",
+        Command::PortalRemove { .. } => "portal-remove",
+        Command::PortalList => "portal-list",
+        Command::SessionList => "session-list",
     }
 }
 

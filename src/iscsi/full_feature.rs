@@ -155,8 +155,7 @@ async fn scsi_command(
         Ok(ahs) => {
             let mut c = cmd.cdb.to_vec();
             c.extend_from_slice(ahs.extended_cdb);
-            let c = Cdb::Extended(c);
-            c
+            Cdb::Extended(c)
         }
         Err(e) => {
             warn!(error = %e, "bad AHS: rejected");

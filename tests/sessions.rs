@@ -361,3 +361,86 @@ fn acknowledged_writes_survive_sigkill_and_restart() {
         "an acknowledged write was lost across SIGKILL"
     );
 }
+
+#[test]
+fn a_long_sendtargets_answer_comes_in_pieces() {
+    use ringsan::iscsi::pdu::{Response, TextRequest};
+    let dir = common::scratch("sendtargets");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut text = format!(
+        "[daemon]\ndata_dir = \"{}\"\nreactors = 1\nbuffer_count = 16\ncontrol_socket = \"{}/control.sock\"\nportals = [\"127.0.0.1:{port}\"]\n",
+        dir.display(),
+        dir.display()
+    );
+    for i in 0..200 {
+        text.push_str(&format!("\n[[target]]\niqn = \"iqn.2026-11.io.ringsan:a-rather-long-target-name-number-{i:04}\"\n"));
+    }
+    let cfg = dir.join("ringsan.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::spawn(dir, cfg, port);
+    let mut c = Conn::connect(d.addr);
+    let keys: Vec<(String, String)> = [
+        ("InitiatorName", "iqn.2026-11.io.ringsan:discoverer"),
+        ("SessionType", "Discovery"),
+        ("MaxRecvDataSegmentLength", "8192"),
+        ("HeaderDigest", "None"),
+        ("DataDigest", "None"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    c.login_keys([0x80, 0, 0, 0, 0, 9], &keys, false, false)
+        .unwrap();
+    let mut body = Vec::new();
+    let mut ttt = 0xffff_ffff;
+    let mut request = b"SendTargets=All\0".to_vec();
+    let mut pieces = 0;
+    loop {
+        let itt = c.next_itt();
+        let t = TextRequest {
+            immediate: true,
+            final_flag: true,
+            cont: false,
+            data_len: request.len() as u32,
+            lun: 0,
+            itt,
+            ttt,
+            cmdsn: c.cmdsn,
+            exp_statsn: c.exp_statsn,
+        };
+        c.send(&t.encode(), &request).unwrap();
+        let (r, data) = c.recv_response().unwrap();
+        let Response::Text(r) = r else {
+            panic!("expected a Text Response, got {r:?}")
+        };
+        assert!(
+            data.len() <= 8192,
+            "a piece is no longer than our MaxRecvDataSegmentLength"
+        );
+        body.extend_from_slice(&data);
+        pieces += 1;
+        if r.final_flag {
+            assert_eq!(r.ttt, 0xffff_ffff);
+            break;
+        }
+        assert!(
+            r.cont && r.ttt != 0xffff_ffff,
+            "more pieces: C=1 and a TTT to ask with"
+        );
+        ttt = r.ttt;
+        request.clear();
+        assert!(pieces < 100, "bounded");
+    }
+    assert!(pieces > 1, "the answer was long enough to need pieces");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(
+        text.matches("TargetName=").count(),
+        200,
+        "every target listed once"
+    );
+    assert!(text.contains("number-0199"));
+}

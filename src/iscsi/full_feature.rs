@@ -380,25 +380,42 @@ async fn text(
     if !session.admit(t.cmdsn, t.immediate) {
         return Ok(());
     }
-    let body = crate::iscsi::text_phase::answer(session, stream, &data);
-    let max = session.max_send_segment();
-    let body = if body.len() > max {
-        body[..max].to_vec()
-    } else {
-        body
+    // A response longer than the initiator takes in one PDU goes out in pieces (RFC 7143
+    // §11.11): C=1 and a target transfer tag on all but the last; the initiator asks for the next
+    // piece with an empty Text Request carrying that tag.
+    let pending = session.text_pending.borrow_mut().take();
+    let mut body = match pending {
+        Some((ttt, rest)) if t.ttt == ttt && data.is_empty() => rest,
+        _ => crate::iscsi::text_phase::answer(session, stream, &data),
     };
+    let max = session.max_send_segment();
+    let (piece, more) = if body.len() > max {
+        let rest = body.split_off(max);
+        (body, Some(rest))
+    } else {
+        (body, None)
+    };
+    let ttt = match more {
+        Some(rest) => {
+            let ttt = session.new_ttt();
+            *session.text_pending.borrow_mut() = Some((ttt, rest));
+            ttt
+        }
+        None => RESERVED_TAG,
+    };
+    let last = ttt == RESERVED_TAG;
     let pdu = TextResponse {
-        final_flag: true,
-        cont: false,
-        data_len: body.len() as u32,
+        final_flag: last,
+        cont: !last,
+        data_len: piece.len() as u32,
         lun: t.lun,
         itt: t.itt,
-        ttt: RESERVED_TAG,
+        ttt,
         statsn: session.take_stat_sn(),
         exp_cmdsn: session.exp_cmdsn(),
         max_cmdsn: session.max_cmdsn(),
     };
-    session.send(pdu.encode(), Payload::from_vec(body));
+    session.send(pdu.encode(), Payload::from_vec(piece));
     Ok(())
 }
 

@@ -71,6 +71,8 @@ pub struct Session {
     pub ping_outstanding: Cell<Option<u32>>,
     /// Whether any PDU arrived since the keepalive last looked.
     pub heard_from: Cell<bool>,
+    /// The rest of a long Text Response and the TTT the initiator asks for it with.
+    pub text_pending: RefCell<Option<(u32, Vec<u8>)>>,
 }
 
 impl Session {
@@ -110,6 +112,7 @@ impl Session {
             ending: Cell::new(false),
             ping_outstanding: Cell::new(None),
             heard_from: Cell::new(false),
+            text_pending: RefCell::new(None),
         }
     }
 

@@ -89,31 +89,47 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn data_written_with_qemu_img_reads_back() {
-    require("qemu-img", "qemu-utils");
-    let d = Daemon::start_with("qemu", &[(0, "16M", 512)], "");
-    let src = d.dir.join("src.bin");
-    let back = d.dir.join("back.bin");
-    let data = pattern(16 << 20, 7);
-    std::fs::write(&src, &data).unwrap();
+/// Writes `data` to the LUN at `url` with qemu-img and reads the whole LUN back, through files
+/// in `dir` named after `tag`; returns the bytes read, or qemu-img's output when it failed.
+fn qemu_round_trip(
+    url: &str,
+    dir: &std::path::Path,
+    tag: &str,
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
+    let src = dir.join(format!("src-{tag}.bin"));
+    let back = dir.join(format!("back-{tag}.bin"));
+    std::fs::write(&src, data).map_err(|e| e.to_string())?;
     let (ok, out) = run(
         Command::new("qemu-img")
             .args(["convert", "-n", "-f", "raw", "-O", "raw"])
             .arg(&src)
-            .arg(d.url(0)),
+            .arg(url),
         T,
     );
-    assert!(ok, "write: {out}\n{}", d.log_text());
+    if !ok {
+        return Err(format!("write: {out}"));
+    }
     let (ok, out) = run(
         Command::new("qemu-img")
             .args(["convert", "-f", "raw", "-O", "raw"])
-            .arg(d.url(0))
+            .arg(url)
             .arg(&back),
         T,
     );
-    assert!(ok, "read: {out}\n{}", d.log_text());
-    let got = std::fs::read(&back).unwrap();
+    if !ok {
+        return Err(format!("read: {out}"));
+    }
+    std::fs::read(&back).map_err(|e| e.to_string())
+}
+
+#[test]
+fn data_written_with_qemu_img_reads_back() {
+    require("qemu-img", "qemu-utils");
+    let d = Daemon::start_with("qemu", &[(0, "16M", 512)], "");
+    let data = pattern(16 << 20, 7);
+    let got = qemu_round_trip(&d.url(0), &d.dir, "lun0", &data)
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
     assert_eq!(got.len(), data.len());
     assert!(got == data, "data read back differs from data written");
     // The backing file holds the same bytes: the write really reached the disk.
@@ -138,30 +154,10 @@ fn several_sessions_at_once() {
             let url = d.url(lun);
             let dir = d.dir.clone();
             std::thread::spawn(move || {
-                let src = dir.join(format!("src{lun}.bin"));
-                let back = dir.join(format!("back{lun}.bin"));
                 let data = pattern(8 << 20, lun as u8 + 1);
-                std::fs::write(&src, &data).unwrap();
-                let (ok, out) = run(
-                    Command::new("qemu-img")
-                        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
-                        .arg(&src)
-                        .arg(&url),
-                    T,
-                );
-                assert!(ok, "{out}");
-                let (ok, out) = run(
-                    Command::new("qemu-img")
-                        .args(["convert", "-f", "raw", "-O", "raw"])
-                        .arg(&url)
-                        .arg(&back),
-                    T,
-                );
-                assert!(ok, "{out}");
-                assert!(
-                    std::fs::read(&back).unwrap() == data,
-                    "LUN {lun} read back wrong data"
-                );
+                let got = qemu_round_trip(&url, &dir, &format!("lun{lun}"), &data)
+                    .unwrap_or_else(|e| panic!("LUN {lun}: {e}"));
+                assert!(got == data, "LUN {lun} read back wrong data");
             })
         })
         .collect();
@@ -305,29 +301,9 @@ fn block_device_backend() {
     std::fs::write(&cfg, text).unwrap();
     let d = Daemon::spawn(dir.clone(), cfg, port);
     let data = pattern(16 << 20, 9);
-    let src = dir.join("src.bin");
-    let back = dir.join("back.bin");
-    std::fs::write(&src, &data).unwrap();
-    let (ok, out) = run(
-        Command::new("qemu-img")
-            .args(["convert", "-n", "-f", "raw", "-O", "raw"])
-            .arg(&src)
-            .arg(d.url(0)),
-        T,
-    );
-    assert!(ok, "write: {out}\n{}", d.log_text());
-    let (ok, out) = run(
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "raw"])
-            .arg(d.url(0))
-            .arg(&back),
-        T,
-    );
-    assert!(ok, "read: {out}\n{}", d.log_text());
-    assert!(
-        std::fs::read(&back).unwrap() == data,
-        "data read back from the block device differs"
-    );
+    let got = qemu_round_trip(&d.url(0), &dir, "blockdev", &data)
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    assert!(got == data, "data read back from the block device differs");
     assert!(
         std::fs::read(&backing).unwrap() == data,
         "the data is on the device"

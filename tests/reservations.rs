@@ -7,7 +7,7 @@ mod common;
 
 use common::initiator::{write10, Conn, LoginOptions};
 use common::{Daemon, IQN};
-use ringsan::iscsi::pdu::{encode_lun, Response, ScsiCommand};
+use ringsan::iscsi::pdu::Response;
 use ringsan::scsi::pr::{PrOut, PrType};
 
 const TUR: [u8; 6] = [0, 0, 0, 0, 0, 0];
@@ -43,26 +43,7 @@ fn fence_with_preempt_and_abort() {
         0
     );
     // A starts a write and stalls before sending its data.
-    let mut cdb = [0u8; 16];
-    cdb[..10].copy_from_slice(&write10(64, 8));
-    let itt = a.next_itt();
-    let cmd = ScsiCommand {
-        immediate: false,
-        final_flag: true,
-        read: false,
-        write: true,
-        attr: 1,
-        ahs_len_words: 0,
-        data_len: 0,
-        lun: encode_lun(0),
-        itt,
-        expected_data_len: 4096,
-        cmdsn: a.cmdsn,
-        exp_statsn: a.exp_statsn,
-        cdb,
-    };
-    a.cmdsn += 1;
-    a.send(&cmd.encode(), &[]).unwrap();
+    let itt = a.send_command(0, &write10(64, 8), true, 4096, &[]).unwrap();
     assert!(matches!(a.recv_response().unwrap().0, Response::R2t(_)));
     // B fences A.
     assert_eq!(

@@ -178,7 +178,7 @@ fn idle_connections_are_pinged_and_dead_ones_closed() {
 
 #[test]
 fn lun_reset_from_another_initiator_aborts_my_stalled_write() {
-    use ringsan::iscsi::pdu::{encode_lun, Response, ScsiCommand};
+    use ringsan::iscsi::pdu::Response;
     let d = Daemon::start("lun-reset-cross");
     let mut a = Conn::connect(d.addr);
     let mut oa = LoginOptions::new(IQN);
@@ -187,26 +187,7 @@ fn lun_reset_from_another_initiator_aborts_my_stalled_write() {
     a.login(&oa).unwrap();
     let _ = a.scsi(0, &TUR, &[], 0);
     // A write that waits for its R2T data, which A never sends.
-    let mut cdb = [0u8; 16];
-    cdb[..10].copy_from_slice(&write10(0, 8));
-    let itt = a.next_itt();
-    let cmd = ScsiCommand {
-        immediate: false,
-        final_flag: true,
-        read: false,
-        write: true,
-        attr: 1,
-        ahs_len_words: 0,
-        data_len: 0,
-        lun: encode_lun(0),
-        itt,
-        expected_data_len: 4096,
-        cmdsn: a.cmdsn,
-        exp_statsn: a.exp_statsn,
-        cdb,
-    };
-    a.cmdsn += 1;
-    a.send(&cmd.encode(), &[]).unwrap();
+    let itt = a.send_command(0, &write10(0, 8), true, 4096, &[]).unwrap();
     match a.recv_response().unwrap().0 {
         Response::R2t(r) => assert_eq!(r.itt, itt),
         other => panic!("expected an R2T, got {other:?}"),
@@ -234,29 +215,12 @@ fn lun_reset_from_another_initiator_aborts_my_stalled_write() {
 
 #[test]
 fn the_cmdsn_window_follows_the_free_buffers() {
-    use ringsan::iscsi::pdu::{encode_lun, Response, ScsiCommand};
+    use ringsan::iscsi::pdu::Response;
     // 16 buffers per reactor: the window can never be wider than that.
     let d = Daemon::start_daemon_opts("window", "buffer_count = 16");
     let mut c = Conn::connect(d.addr);
     c.login(&LoginOptions::new(IQN)).unwrap();
-    let itt = c.next_itt();
-    let cmd = ScsiCommand {
-        immediate: false,
-        final_flag: true,
-        read: false,
-        write: false,
-        attr: 1,
-        ahs_len_words: 0,
-        data_len: 0,
-        lun: encode_lun(0),
-        itt,
-        expected_data_len: 0,
-        cmdsn: c.cmdsn,
-        exp_statsn: c.exp_statsn,
-        cdb: [0u8; 16],
-    };
-    c.cmdsn += 1;
-    c.send(&cmd.encode(), &[]).unwrap();
+    c.send_command(0, &[0u8; 6], false, 0, &[]).unwrap();
     match c.recv_response().unwrap().0 {
         Response::ScsiResponse(r) => {
             let window = r.max_cmdsn.wrapping_sub(r.exp_cmdsn).wrapping_add(1);

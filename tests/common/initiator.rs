@@ -253,6 +253,39 @@ impl Conn {
         Err("login did not reach full-feature phase".into())
     }
 
+    /// Sends a SCSI Command PDU (non-immediate, simple attribute) with `immediate` as its data
+    /// segment and advances CmdSN; returns its ITT. The caller reads what follows.
+    pub fn send_command(
+        &mut self,
+        lun: u16,
+        cdb: &[u8],
+        write: bool,
+        expected_len: u32,
+        immediate: &[u8],
+    ) -> std::io::Result<u32> {
+        let itt = self.next_itt();
+        let mut c = [0u8; 16];
+        c[..cdb.len().min(16)].copy_from_slice(&cdb[..cdb.len().min(16)]);
+        let cmd = ScsiCommand {
+            immediate: false,
+            final_flag: true,
+            read: !write && expected_len > 0,
+            write,
+            attr: 1,
+            ahs_len_words: 0,
+            data_len: immediate.len() as u32,
+            lun: encode_lun(lun),
+            itt,
+            expected_data_len: expected_len,
+            cmdsn: self.cmdsn,
+            exp_statsn: self.exp_statsn,
+            cdb: c,
+        };
+        self.cmdsn = self.cmdsn.wrapping_add(1);
+        self.send(&cmd.encode(), immediate)?;
+        Ok(itt)
+    }
+
     /// Sends one SCSI command and collects its data and status.
     pub fn scsi(
         &mut self,
@@ -261,35 +294,23 @@ impl Conn {
         data_out: &[u8],
         read_len: u32,
     ) -> std::io::Result<ScsiResult> {
-        let itt = self.next_itt();
-        let mut c = [0u8; 16];
-        c[..cdb.len().min(16)].copy_from_slice(&cdb[..cdb.len().min(16)]);
         let immediate = if self.immediate_data {
             data_out.len().min(self.first_burst).min(8192)
         } else {
             0
         };
-        let cmd = ScsiCommand {
-            immediate: false,
-            final_flag: true,
-            read: read_len > 0,
-            write: !data_out.is_empty(),
-            attr: 1,
-            ahs_len_words: 0,
-            data_len: immediate as u32,
-            lun: encode_lun(lun),
-            itt,
-            expected_data_len: if data_out.is_empty() {
-                read_len
-            } else {
-                data_out.len() as u32
-            },
-            cmdsn: self.cmdsn,
-            exp_statsn: self.exp_statsn,
-            cdb: c,
+        let expected = if data_out.is_empty() {
+            read_len
+        } else {
+            data_out.len() as u32
         };
-        self.cmdsn = self.cmdsn.wrapping_add(1);
-        self.send(&cmd.encode(), &data_out[..immediate])?;
+        let itt = self.send_command(
+            lun,
+            cdb,
+            !data_out.is_empty(),
+            expected,
+            &data_out[..immediate],
+        )?;
         if !self.initial_r2t {
             // Unsolicited Data-Out up to FirstBurstLength (RFC 7143 §11.7.1).
             let end = data_out.len().min(self.first_burst);

@@ -23,6 +23,22 @@ struct PoolInner {
     free: RefCell<Vec<u16>>,
     waiters: RefCell<VecDeque<Waker>>,
     registered: Cell<bool>,
+    /// Holders of each slot while it is shared ([`SharedBuf`]); 0 for exclusive or free slots.
+    shares: Box<[Cell<u32>]>,
+}
+
+impl PoolInner {
+    /// Puts slot `index` back on the free list and wakes every waiter (one whose future was
+    /// dropped must not swallow the wake-up).
+    fn release(&self, index: u16) {
+        self.free.borrow_mut().push(index);
+        let mut waiters = self.waiters.borrow_mut();
+        while let Some(waker) = waiters.pop_front() {
+            drop(waiters);
+            waker.wake();
+            waiters = self.waiters.borrow_mut();
+        }
+    }
 }
 
 impl Drop for PoolInner {
@@ -64,6 +80,7 @@ impl BufferPool {
                 free: RefCell::new(free),
                 waiters: RefCell::new(VecDeque::new()),
                 registered: Cell::new(false),
+                shares: (0..count).map(|_| Cell::new(0)).collect(),
             }),
         })
     }
@@ -188,16 +205,107 @@ impl Buf {
     pub fn registered_index(&self) -> Option<u16> {
         self.pool.registered.get().then_some(self.index)
     }
+
+    /// Turns this buffer into a read-only one that several holders share (the Data-In PDUs of
+    /// one disk read, the local disk and the mirror peer of one write). The count of holders
+    /// lives in the pool, so sharing allocates nothing; the slot returns to the pool when the
+    /// last holder drops.
+    pub fn into_shared(self) -> SharedBuf {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so its Rc is moved out exactly once and the slot is
+        // not released here; the SharedBuf takes over both.
+        let pool = unsafe { std::ptr::read(&this.pool) };
+        pool.shares[this.index as usize].set(1);
+        SharedBuf {
+            pool,
+            index: this.index,
+            len: this.len,
+        }
+    }
 }
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        self.pool.free.borrow_mut().push(self.index);
-        // Wake every waiter: one whose future was dropped must not swallow the wake-up.
-        let waiters: Vec<Waker> = self.pool.waiters.borrow_mut().drain(..).collect();
-        for waker in waiters {
-            waker.wake();
+        self.pool.release(self.index);
+    }
+}
+
+/// A pool buffer shared read-only by several holders (see [`Buf::into_shared`]). Cloning it
+/// counts one more holder in the pool; nothing is allocated.
+pub struct SharedBuf {
+    pool: Rc<PoolInner>,
+    index: u16,
+    len: usize,
+}
+
+impl SharedBuf {
+    /// The valid bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: index < count, so the slot lies inside the pool's allocation; nobody holds it
+        // mutably while it is shared (a Buf gave it up in into_shared); len <= capacity.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.pool
+                    .base
+                    .add(self.index as usize * self.pool.buffer_size),
+                self.len,
+            )
         }
+    }
+
+    /// Number of valid bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no byte is valid.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Registered-buffer index, when the pool is registered with the ring.
+    pub fn registered_index(&self) -> Option<u16> {
+        self.pool.registered.get().then_some(self.index)
+    }
+
+    /// Holders of this slot right now (for tests).
+    pub fn holders(&self) -> u32 {
+        self.pool.shares[self.index as usize].get()
+    }
+}
+
+impl Clone for SharedBuf {
+    fn clone(&self) -> SharedBuf {
+        let count = &self.pool.shares[self.index as usize];
+        count.set(count.get() + 1);
+        SharedBuf {
+            pool: self.pool.clone(),
+            index: self.index,
+            len: self.len,
+        }
+    }
+}
+
+impl Drop for SharedBuf {
+    fn drop(&mut self) {
+        let count = &self.pool.shares[self.index as usize];
+        let left = count.get().saturating_sub(1);
+        count.set(left);
+        if left == 0 {
+            self.pool.release(self.index);
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SharedBuf(#{} len {} x{})",
+            self.index,
+            self.len,
+            self.holders()
+        )
     }
 }
 
@@ -225,6 +333,30 @@ mod tests {
         assert_eq!(pool.free_count(), 1);
         drop((a, c));
         assert_eq!(pool.free_count(), 3);
+    }
+
+    #[test]
+    fn a_shared_buffer_returns_when_its_last_holder_drops() {
+        let pool = BufferPool::new(4096, 2).unwrap();
+        let mut a = pool.try_get().unwrap();
+        a.set_len(10);
+        a.as_mut_slice()[9] = 42;
+        let shared = a.into_shared();
+        assert_eq!(pool.free_count(), 1);
+        let second = shared.clone();
+        assert_eq!((shared.holders(), second.len()), (2, 10));
+        assert_eq!(second.as_slice()[9], 42);
+        drop(shared);
+        assert_eq!(pool.free_count(), 1, "one holder left");
+        assert_eq!(second.holders(), 1);
+        drop(second);
+        assert_eq!(pool.free_count(), 2);
+        // The slot is exclusive again when it comes back.
+        let b = pool.try_get().unwrap();
+        let c = pool.try_get().unwrap();
+        let b = b.into_shared();
+        drop(c);
+        assert_eq!(b.holders(), 1);
     }
 
     #[test]

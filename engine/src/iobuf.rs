@@ -1,8 +1,7 @@
 //! Buffers that may be handed to the kernel: their memory must stay put (heap, not the stack) and
 //! alive until the operation completes, which the [`crate::op::Op`] future guarantees by owning them.
 
-use crate::buffer::Buf;
-use std::rc::Rc;
+use crate::buffer::{Buf, SharedBuf};
 
 /// A buffer the kernel may read from (a send, a write).
 ///
@@ -94,9 +93,9 @@ unsafe impl IoBufMut for Buf {
     }
 }
 
-// SAFETY: an Rc<Buf> shares one pool slot read-only (the mirror's second sink); the slot does not
-// move and lives as long as any clone.
-unsafe impl IoBuf for Rc<Buf> {
+// SAFETY: a SharedBuf holds one pool slot read-only (the mirror's second sink, the Data-In
+// PDUs of one read); the slot does not move and stays out of the free list while any holder lives.
+unsafe impl IoBuf for SharedBuf {
     fn stable_ptr(&self) -> *const u8 {
         self.as_slice().as_ptr()
     }

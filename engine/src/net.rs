@@ -7,10 +7,9 @@ use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use crate::buffer::Buf;
+use crate::buffer::SharedBuf;
 use crate::iobuf::IoBufMut;
 use crate::op::Op;
 
@@ -37,7 +36,7 @@ pub enum Segment {
     /// Owned bytes (headers, small payloads).
     Bytes(Vec<u8>),
     /// A range of a pool buffer shared with other users (disk reads sent as several PDUs).
-    Shared(Rc<Buf>, Range<usize>),
+    Shared(SharedBuf, Range<usize>),
     /// Up to 8 inline bytes (padding and digests).
     Small([u8; 8], usize),
     /// Up to 52 inline bytes (a protocol header and its digest), so headers need no allocation.

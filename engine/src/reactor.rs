@@ -152,7 +152,13 @@ pub(crate) struct Core {
     ring: RefCell<IoUring>,
     ops: RefCell<Slab<OpSlot>>,
     tasks: RefCell<Slab<Task>>,
+    /// One waker per task slot, made when the slot is first used and handed to every later task
+    /// of that slot, so spawning allocates no waker. A waker that outlives its task may wake the
+    /// slot's next task: a spurious poll, which every future tolerates.
+    slot_wakers: RefCell<Vec<Option<Waker>>>,
     ready: RefCell<VecDeque<usize>>,
+    /// The inbox's messages are swapped into this vector, so draining allocates nothing.
+    inbox_spare: RefCell<Vec<RemoteMsg>>,
     remote: Arc<RemoteShared>,
     eventfd_buf: Box<Cell<u64>>,
     eventfd_armed: Cell<bool>,
@@ -234,7 +240,9 @@ impl Reactor {
             ring: RefCell::new(ring),
             ops: RefCell::new(Slab::with_capacity(1024)),
             tasks: RefCell::new(Slab::with_capacity(256)),
+            slot_wakers: RefCell::new(Vec::with_capacity(256)),
             ready: RefCell::new(VecDeque::with_capacity(256)),
+            inbox_spare: RefCell::new(Vec::with_capacity(64)),
             remote: Arc::new(RemoteShared {
                 id: NEXT_REACTOR_ID.fetch_add(1, Ordering::Relaxed),
                 inbox: Mutex::new(Vec::new()),
@@ -310,10 +318,20 @@ impl Core {
         let mut tasks = self.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
         let key = entry.key();
-        let waker = Waker::from(Arc::new(TaskWaker {
-            remote: self.remote.clone(),
-            task: key,
-        }));
+        let waker = {
+            let mut wakers = self.slot_wakers.borrow_mut();
+            if wakers.len() <= key {
+                wakers.resize(key + 1, None);
+            }
+            wakers[key]
+                .get_or_insert_with(|| {
+                    Waker::from(Arc::new(TaskWaker {
+                        remote: self.remote.clone(),
+                        task: key,
+                    }))
+                })
+                .clone()
+        };
         entry.insert(Task {
             future: Some(future),
             waker,
@@ -363,16 +381,18 @@ impl Core {
     }
 
     fn drain_inbox(&self) {
-        let messages: Vec<RemoteMsg> = match self.remote.inbox.lock() {
-            Ok(mut inbox) => std::mem::take(&mut *inbox),
+        let mut messages = std::mem::take(&mut *self.inbox_spare.borrow_mut());
+        match self.remote.inbox.lock() {
+            Ok(mut inbox) => std::mem::swap(&mut *inbox, &mut messages),
             Err(_) => return,
-        };
-        for message in messages {
+        }
+        for message in messages.drain(..) {
             match message {
                 RemoteMsg::Wake(task) => self.ready.borrow_mut().push_back(task),
                 RemoteMsg::Run(f) => f(),
             }
         }
+        *self.inbox_spare.borrow_mut() = messages;
     }
 
     fn arm_eventfd(&self) {

@@ -1,6 +1,6 @@
 //! A volume: what the SCSI layer reads and writes. Today one local [`Disk`]; the mirroring issue
-//! adds peers as further sinks of the same buffer (a write takes an `Rc<Buf>`-able buffer so the
-//! data never has to be copied for a second sink).
+//! adds peers as further sinks of the same buffer (a write's buffer can become a [`SharedBuf`](crate::buffer::SharedBuf)
+//! that both sinks hold, so the data never has to be copied for a second sink).
 //!
 //! Every write holds its byte range in [`RangeLocks`] while it runs, so COMPARE AND WRITE, which
 //! holds its range across read, compare and write, is atomic against every other write.

@@ -6,9 +6,7 @@
 //! MaxRecvDataSegmentLength before anything is allocated; a header digest error means the
 //! framing can no longer be trusted, so the connection is closed (§7.8 at ERL 0).
 
-use std::rc::Rc;
-
-use ringsan_engine::buffer::Buf;
+use ringsan_engine::buffer::{Buf, SharedBuf};
 use ringsan_engine::iobuf::IoBufMut;
 use ringsan_engine::net::{Gather, Segment, TcpStream, Transport, HEAD_BYTES};
 
@@ -238,7 +236,7 @@ pub enum Payload {
     /// Owned bytes.
     Bytes(Vec<u8>),
     /// A range of a shared pool buffer (Data-In straight from the disk read).
-    Shared(Rc<Buf>, std::ops::Range<usize>),
+    Shared(SharedBuf, std::ops::Range<usize>),
 }
 
 impl Payload {

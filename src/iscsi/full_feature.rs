@@ -8,17 +8,18 @@
 use std::rc::Rc;
 
 use ringsan_engine::net::TcpStream;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 use crate::iscsi::framing::{DataCheck, FramingError, Header, Payload, Reader};
 use crate::iscsi::pdu::{
     decode_lun, parse_ahs, reject_reason, Bhs, DataOut, LogoutRequest, LogoutResponse, NopIn,
     NopOut, Request, ScsiCommand, TextRequest, TextResponse, RESERVED_TAG,
 };
-use crate::iscsi::scsi_task::{run_command, Cdb};
+use crate::iscsi::scsi_task::Cdb;
 use crate::iscsi::session::Session;
-use crate::iscsi::task::TaskCtl;
+use crate::iscsi::task::NewTask;
 use crate::iscsi::tmf::run_task_management;
+use crate::iscsi::workers::{start_command, Job};
 use crate::scsi::transfer::TransferError;
 
 /// Why the full-feature loop ended.
@@ -204,21 +205,25 @@ async fn scsi_command(
             buf = Some(b);
         }
     }
-    let task = Rc::new(TaskCtl::new(
-        cmd.itt,
-        cmd.lun,
-        decode_lun(cmd.lun),
-        cmd.cmdsn,
-        buf,
-        received,
-        unsolicited_end.min(session.pool.buffer_size() as u64),
-    ));
-    session.tasks.borrow_mut().insert(cmd.itt, task.clone());
     if let Some(e) = &session.entry {
         e.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    ringsan_engine::spawn(run_command(session.clone(), task, cdb, edtl).instrument(span));
+    let new = NewTask {
+        itt: cmd.itt,
+        lun_raw: cmd.lun,
+        lun: decode_lun(cmd.lun),
+        cmdsn: cmd.cmdsn,
+        buf,
+        received,
+        unsolicited_end: unsolicited_end.min(session.pool.buffer_size() as u64),
+    };
+    let job = Job {
+        cdb,
+        expected_len: edtl,
+        span,
+    };
+    start_command(session, new, job);
     Ok(())
 }
 

@@ -22,3 +22,4 @@ pub mod task_set;
 pub mod text;
 pub mod text_phase;
 pub mod tmf;
+pub mod workers;

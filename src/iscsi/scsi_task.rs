@@ -187,7 +187,7 @@ impl DataTransfer for IscsiTransfer {
         if self.task.is_aborted() {
             return Err(TransferError::Aborted);
         }
-        let shared = Rc::new(buf);
+        let shared = buf.into_shared();
         self.send_pieces(|r| Payload::Shared(shared.clone(), r), len, last_good);
         Ok(())
     }

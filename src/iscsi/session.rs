@@ -23,6 +23,7 @@ use crate::iscsi::registry::SessionEntry;
 use crate::iscsi::server::Server;
 use crate::iscsi::target::Target;
 use crate::iscsi::task::TaskCtl;
+use crate::iscsi::workers::Workers;
 use crate::scsi::nexus::Nexus;
 
 /// Most commands one session may have in flight (the CmdSN window's upper bound).
@@ -73,6 +74,8 @@ pub struct Session {
     pub heard_from: Cell<bool>,
     /// The rest of a long Text Response and the TTT the initiator asks for it with.
     pub text_pending: RefCell<Option<(u32, Vec<u8>)>>,
+    /// The tasks that run this session's SCSI commands.
+    pub workers: Workers,
 }
 
 impl Session {
@@ -113,6 +116,7 @@ impl Session {
             ping_outstanding: Cell::new(None),
             heard_from: Cell::new(false),
             text_pending: RefCell::new(None),
+            workers: Workers::default(),
         }
     }
 

@@ -48,28 +48,37 @@ pub struct TaskCtl {
     done_waiters: RefCell<Vec<Waker>>,
 }
 
+/// A new command's identity and the data that came with it.
+pub struct NewTask {
+    /// Initiator task tag.
+    pub itt: u32,
+    /// The LUN field as sent.
+    pub lun_raw: u64,
+    /// The LUN number, when its addressing method is supported.
+    pub lun: Option<u16>,
+    /// CmdSN.
+    pub cmdsn: u32,
+    /// The buffer the immediate data landed in (the first bytes of the command's data), if any.
+    pub buf: Option<Buf>,
+    /// Bytes of immediate data already in `buf`.
+    pub received: u64,
+    /// End of the window of unsolicited data the initiator may still send.
+    pub unsolicited_end: u64,
+}
+
 impl TaskCtl {
-    /// A task whose first `received` bytes (immediate data) are already in `buf`, and which
-    /// may receive unsolicited data up to `unsolicited_end`.
-    pub fn new(
-        itt: u32,
-        lun_raw: u64,
-        lun: Option<u16>,
-        cmdsn: u32,
-        buf: Option<Buf>,
-        received: u64,
-        unsolicited_end: u64,
-    ) -> TaskCtl {
+    /// The control block of a new task.
+    pub fn new(t: NewTask) -> TaskCtl {
         TaskCtl {
-            itt,
-            lun_raw,
-            lun,
-            cmdsn,
+            itt: t.itt,
+            lun_raw: t.lun_raw,
+            lun: t.lun,
+            cmdsn: t.cmdsn,
             data: RefCell::new(DataOutState {
-                buf,
+                buf: t.buf,
                 chunk_start: 0,
-                next_offset: received,
-                window_end: unsolicited_end.max(received),
+                next_offset: t.received,
+                window_end: t.unsolicited_end.max(t.received),
                 ttt: RESERVED_TAG,
                 data_sn: 0,
                 error: None,
@@ -80,6 +89,15 @@ impl TaskCtl {
             data_waiter: RefCell::new(None),
             done_waiters: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Makes this finished control block the one of a new task, keeping its waiter list's
+    /// allocation (the caller holds the only reference).
+    pub fn reset(&mut self, t: NewTask) {
+        let mut waiters = std::mem::take(self.done_waiters.get_mut());
+        waiters.clear();
+        *self = TaskCtl::new(t);
+        *self.done_waiters.get_mut() = waiters;
     }
 
     /// Marks the task aborted and wakes it if it waits for data.

@@ -166,11 +166,11 @@ async fn execute_on<T: DataTransfer>(
     unit_attention_gate(lu, ctx.nexus, opcode)?;
     let geom = lu.geometry();
     let command = decode(cdb, &geom)?;
-    pr::check_access(&lu.reservations(), ctx.nexus, cdb)?;
+    lu.with_reservations(|s| pr::check_access(s, ctx.nexus, cdb))?;
     mode::write_protect_check(&command, &lu.mode())?;
     match command {
         Command::PersistentReserveIn { alloc_len, .. } => {
-            let data = pr::persistent_reserve_in(&lu.reservations(), cdb)?;
+            let data = lu.with_reservations(|s| pr::persistent_reserve_in(s, cdb))?;
             send_small(xfer, data, alloc_len as usize).await
         }
         Command::PersistentReserveOut { param_len, .. } => {

@@ -176,7 +176,16 @@ impl LogicalUnit {
         let _ = self.update_reservations(|s| Ok((on_nexus_loss(s, nexus), ())));
     }
 
-    /// The reservation state now.
+    /// Runs `f` on the reservation state now, under its lock and without copying it (the check
+    /// every command passes through must not clone the registrations).
+    pub fn with_reservations<R>(&self, f: impl FnOnce(&PrState) -> R) -> R {
+        match self.reservations.lock() {
+            Ok(s) => f(&s),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    /// A copy of the reservation state now.
     pub fn reservations(&self) -> PrState {
         match self.reservations.lock() {
             Ok(s) => s.clone(),

@@ -261,11 +261,8 @@ fn run_reactor(
     let _ = ready.send(Ok(reactor.handle()));
     let span = tracing::info_span!("reactor", index);
     let _g = span.enter();
-    let result = reactor.block_on(async move {
-        while !(server.is_shutting_down() && server.connection_count() == 0) {
-            ringsan_engine::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    // Woken by the server, not a timer: an idle reactor sleeps in io_uring_enter until work comes.
+    let result = reactor.block_on(async move { server.drained().await });
     if let Err(e) = result {
         tracing::error!(error = %e, "reactor failed");
     }

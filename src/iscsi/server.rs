@@ -2,13 +2,20 @@
 //! and the life of one connection: login (bounded in time, so half-open connections cannot pile
 //! up), then full-feature phase, then cleanup (tasks aborted and their I/O finished before the
 //! session leaves the registry).
+//!
+//! Nothing here polls on a timer while the daemon is idle: accept loops and the reactors' root
+//! futures sleep on [`Notify`] and are woken by the change they wait for (shutdown, a portal
+//! removed, the last connection gone).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ringsan_engine::net::{TcpListener, TcpStream};
@@ -42,6 +49,9 @@ pub struct Server {
     pub nop_interval: Option<Duration>,
     shutting_down: AtomicBool,
     connections: AtomicUsize,
+    /// Woken when shutdown begins, a portal is removed, or the last connection ends during
+    /// shutdown: what accept loops and the reactors' root futures wait for.
+    lifecycle: Notify,
     reactors: std::sync::Mutex<Vec<RemoteHandle>>,
     portals: std::sync::Mutex<Vec<Portal>>,
 }
@@ -66,6 +76,7 @@ impl Server {
             nop_interval,
             shutting_down: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            lifecycle: Notify::default(),
             reactors: std::sync::Mutex::new(Vec::new()),
             portals: std::sync::Mutex::new(Vec::new()),
         }
@@ -73,13 +84,22 @@ impl Server {
 
     /// Whether shutdown has begun (no new logins are accepted).
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Completes once shutdown has begun and no connection is left; what each reactor's root
+    /// future waits for before its reactor stops. Makes no timer wake-ups while it waits.
+    pub async fn drained(&self) {
+        self.lifecycle
+            .wait_until(|| self.is_shutting_down() && self.connection_count() == 0)
+            .await
     }
 
     /// Begins shutdown: every session is asked to log out (Async Message), new logins are
     /// refused. Returns the number of sessions asked.
     pub fn begin_shutdown(&self) -> usize {
-        self.shutting_down.store(true, Ordering::Release);
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.lifecycle.notify_all();
         let sessions = self.registry.all();
         for entry in &sessions {
             let tsih = entry.tsih;
@@ -146,13 +166,13 @@ impl Server {
         let Ok(mut portals) = self.portals.lock() else {
             return false;
         };
-        match portals.iter().position(|p| p.addr == addr) {
-            Some(i) => {
-                portals.remove(i).stop.store(true, Ordering::Release);
-                true
-            }
-            None => false,
-        }
+        let Some(i) = portals.iter().position(|p| p.addr == addr) else {
+            return false;
+        };
+        portals.remove(i).stop.store(true, Ordering::Release);
+        drop(portals);
+        self.lifecycle.notify_all();
+        true
     }
 
     /// The portals listening now.
@@ -165,7 +185,18 @@ impl Server {
 
     /// Connections being served right now (on every reactor).
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Counts a connection's end. The last one to end during shutdown wakes the reactors' root
+    /// futures. SeqCst on both counters pairs with [`Server::begin_shutdown`]: either this sees
+    /// the flag and notifies, or shutdown's own notification comes after this decrement.
+    fn connection_ended(&self) {
+        let before = self.connections.fetch_sub(1, Ordering::SeqCst);
+        debug_assert!(before > 0, "connection count underflow");
+        if before == 1 && self.is_shutting_down() {
+            self.lifecycle.notify_all();
+        }
     }
 
     /// Cuts every remaining session (after the logout grace period).
@@ -199,8 +230,12 @@ async fn accept_loop(
 ) {
     let portal = listener.local_addr();
     let mut next = 0usize;
+    // One wait for the loop's whole life: it registers this task's waker once, not per accept.
+    let mut stopped = pin!(server
+        .lifecycle
+        .wait_until(|| server.is_shutting_down() || stop.load(Ordering::Acquire)));
     loop {
-        let accepted = select2(listener.accept(), wait_stop(&server, &stop)).await;
+        let accepted = select2(listener.accept(), stopped.as_mut()).await;
         let (stream, peer) = match accepted {
             Either::Right(()) => return,
             Either::Left(Ok(a)) => a,
@@ -210,18 +245,18 @@ async fn accept_loop(
                 continue;
             }
         };
-        if server.connections.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+        if server.connection_count() >= MAX_CONNECTIONS {
             warn!(%peer, "too many connections: refused");
             continue;
         }
-        server.connections.fetch_add(1, Ordering::Relaxed);
+        server.connections.fetch_add(1, Ordering::SeqCst);
         let s = server.clone();
         let serve = move || {
             let span = tracing::info_span!("conn", %peer);
             ringsan_engine::spawn(
                 async move {
                     serve_connection(s.clone(), stream, peer).await;
-                    s.connections.fetch_sub(1, Ordering::Relaxed);
+                    s.connection_ended();
                 }
                 .instrument(span),
             );
@@ -234,9 +269,94 @@ async fn accept_loop(
     }
 }
 
-async fn wait_stop(server: &Server, stop: &AtomicBool) {
-    while !server.is_shutting_down() && !stop.load(Ordering::Acquire) {
-        ringsan_engine::time::sleep(Duration::from_millis(50)).await;
+/// Wakes tasks on any reactor when a condition they wait for may have become true: a
+/// broadcast without timers. A waiter checks its condition and registers its waker under the
+/// same lock that [`Notify::notify_all`] takes after the state changed, so no change is missed.
+///
+/// Bounded: each live [`WaitUntil`] holds at most one registration (replaced in place when its
+/// waker changes), a dropped one removes its own, and `notify_all` empties the list.
+#[derive(Default)]
+pub struct Notify {
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    next_key: u64,
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl Notify {
+    /// Waits until `condition` holds. Whoever makes it true must change the state first and
+    /// then call [`Notify::notify_all`].
+    pub fn wait_until<F: Fn() -> bool>(&self, condition: F) -> WaitUntil<'_, F> {
+        WaitUntil {
+            notify: self,
+            condition,
+            key: None,
+        }
+    }
+
+    /// Wakes every waiter; each checks its condition again and registers anew if it still waits.
+    pub fn notify_all(&self) {
+        let wakers = std::mem::take(&mut self.lock().wakers);
+        // Woken outside the lock: a waker of another reactor writes its eventfd.
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// The waiter list; a panic elsewhere while holding it leaves it consistent (every change is
+    /// one push, retain or take), so a poisoned lock is used as is.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The future of [`Notify::wait_until`].
+pub struct WaitUntil<'a, F> {
+    notify: &'a Notify,
+    condition: F,
+    /// This future's registration among the waiters, while it has one.
+    key: Option<u64>,
+}
+
+// No field is structurally pinned: `condition` is only ever called by reference.
+impl<F> Unpin for WaitUntil<'_, F> {}
+
+impl<F: Fn() -> bool> Future for WaitUntil<'_, F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut waiters = this.notify.lock();
+        if (this.condition)() {
+            if let Some(key) = this.key.take() {
+                waiters.wakers.retain(|(k, _)| *k != key);
+            }
+            return Poll::Ready(());
+        }
+        let registered = this
+            .key
+            .and_then(|key| waiters.wakers.iter_mut().find(|(k, _)| *k == key));
+        match registered {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => {
+                let key = waiters.next_key;
+                waiters.next_key += 1;
+                waiters.wakers.push((key, cx.waker().clone()));
+                this.key = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for WaitUntil<'_, F> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.notify.lock().wakers.retain(|(k, _)| *k != key);
+        }
     }
 }
 
@@ -301,4 +421,70 @@ pub async fn serve_connection(server: Arc<Server>, stream: TcpStream, peer: Sock
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+    use std::task::Wake;
+
+    struct Count(AtomicU32);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn registered(n: &Notify) -> usize {
+        n.lock().wakers.len()
+    }
+
+    #[test]
+    fn wakes_once_the_condition_holds_and_registers_once() {
+        let notify = Notify::default();
+        let flag = AtomicBool::new(false);
+        let count = Arc::new(Count(AtomicU32::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = pin!(notify.wait_until(|| flag.load(Ordering::SeqCst)));
+        for _ in 0..3 {
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(registered(&notify), 1, "re-polls reuse one registration");
+        notify.notify_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(registered(&notify), 0);
+        assert!(
+            wait.as_mut().poll(&mut cx).is_pending(),
+            "spurious: still waits"
+        );
+        flag.store(true, Ordering::SeqCst);
+        notify.notify_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(registered(&notify), 0);
+    }
+
+    #[test]
+    fn a_dropped_wait_leaves_no_registration() {
+        let notify = Notify::default();
+        let waker = Waker::from(Arc::new(Count(AtomicU32::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..100 {
+            let mut wait = pin!(notify.wait_until(|| false));
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(registered(&notify), 0);
+    }
+
+    #[test]
+    fn a_condition_already_true_completes_without_registering() {
+        let notify = Notify::default();
+        let waker = Waker::from(Arc::new(Count(AtomicU32::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = pin!(notify.wait_until(|| true));
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(registered(&notify), 0);
+    }
 }

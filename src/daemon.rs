@@ -25,6 +25,7 @@ use crate::scsi::inquiry::LuIdentity;
 use crate::scsi::lun::LogicalUnit;
 use crate::scsi::mode::ModeState;
 use crate::scsi::nexus::target_port_name;
+use crate::scsi::pr_store::PrStore;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,13 +127,10 @@ pub fn open_lun(
         format!("{},lun,{}", t.iqn, l.lun),
     );
     let mode = ModeState::new(l.write_cache);
-    Ok(LogicalUnit::new(
-        l.lun,
-        Volume::new(disk),
-        geometry,
-        identity,
-        mode,
-    ))
+    Ok(
+        LogicalUnit::new(l.lun, Volume::new(disk), geometry, identity, mode)
+            .with_pr_store(PrStore::new(&config.data_dir, &l.uuid)),
+    )
 }
 
 fn build_targets(config: &Config) -> Result<Targets, StartError> {

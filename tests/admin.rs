@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use common::initiator::{write10, Conn, LoginOptions};
 use common::{Daemon, IQN};
+use ringsan::scsi::pr::{PrOut, PrType};
 
 /// The CLI under test.
 const BIN: &str = env!("CARGO_BIN_EXE_target-admin");
@@ -1129,6 +1130,9 @@ fn completions_and_man_pages_are_generated() {
         "target-admin-portal-list",
         "target-admin-session",
         "target-admin-session-list",
+        "target-admin-pr",
+        "target-admin-pr-show",
+        "target-admin-pr-clear",
         "target-admin-generate",
         "target-admin-generate-completions",
         "target-admin-generate-man",
@@ -1213,4 +1217,131 @@ fn sigkill_during_changes_never_tears_the_config() {
         leftovers.len() <= 1,
         "at most one temporary file from the interrupted write"
     );
+}
+
+/// Sends PERSISTENT RESERVE OUT `op` on LUN 0; its status.
+fn prout(c: &mut Conn, op: &PrOut) -> u8 {
+    let (cdb, params) = op.encode();
+    c.scsi(0, &cdb, &params, 0).expect("a response").status
+}
+
+#[test]
+fn pr_show_lists_registrations_and_pr_clear_breaks_them() {
+    let a = Admin::start("admin-pr");
+    let mut c = a.logged_in();
+    drain_unit_attentions(&mut c, 0);
+    let mut reg = PrOut::register_ignore(0xA);
+    reg.aptpl = true;
+    assert_eq!(prout(&mut c, &reg), 0);
+    assert_eq!(
+        prout(&mut c, &PrOut::reserve(0xA, PrType::WriteExclusive)),
+        0
+    );
+
+    let p = a.ok(format!("pr show --target {IQN} --lun 0"));
+    assert_eq!(p["generation"], 1, "{p}");
+    assert_eq!(p["aptpl"], true, "{p}");
+    assert_eq!(p["reservation_type"], "WE", "{p}");
+    let r = &p["registrations"][0];
+    assert_eq!(r["key"], "0x000000000000000a", "{p}");
+    assert_eq!(
+        (r["holder"].clone(), r["aptpl"].clone()),
+        (json!(true), json!(true))
+    );
+    let initiator_port = r["initiator_port"].as_str().unwrap_or_default();
+    assert!(
+        initiator_port.starts_with(&format!("{INITIATOR},i,0x")),
+        "{initiator_port}"
+    );
+    assert_eq!(r["target_port"], format!("{IQN},t,0x0001"), "{p}");
+    let file = p["state_file"].as_str().unwrap_or_default().to_string();
+    assert!(Path::new(&file).exists(), "APTPL wrote {file}");
+    let human = a.run(format!("pr show --target {IQN} --lun 0"));
+    assert_eq!(human.code, Some(0), "{human:#?}");
+    for needle in ["INITIATOR PORT", "0x000000000000000a", "WE", initiator_port] {
+        assert!(human.stdout.contains(needle), "{needle}: {}", human.stdout);
+    }
+
+    let e = a.refused_field(format!("pr clear --target {IQN} --lun 0"), "busy", "force");
+    let m = e["message"].as_str().unwrap_or_default();
+    assert!(m.contains("1 registration(s) and a WE reservation"), "{m}");
+    assert_eq!(
+        a.ok(format!("pr show --target {IQN} --lun 0"))["registrations"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "a refusal changes nothing"
+    );
+    a.refused_field(
+        format!("pr show --target {IQN} --lun 9"),
+        "not-found",
+        "lun",
+    );
+
+    let done = a.ok(format!("pr clear --target {IQN} --lun 0 --force"));
+    assert_eq!(done["registrations_removed"], 1, "{done}");
+    assert_eq!(done["was_offline"], false, "{done}");
+    let p = a.ok(format!("pr show --target {IQN} --lun 0"));
+    assert_eq!(p["registrations"], json!([]), "{p}");
+    assert_eq!(p["reservation_type"], Value::Null, "{p}");
+    assert_eq!(p["aptpl"], false, "{p}");
+    let r = c.scsi(0, &TUR, &[], 0).expect("a response");
+    assert_eq!(r.sense_key(), (6, 0x2a, 0x05), "REGISTRATIONS PREEMPTED");
+    assert_eq!(
+        prout(&mut c, &PrOut::reserve(0xA, PrType::WriteExclusive)),
+        0x18,
+        "the old key is gone"
+    );
+}
+
+#[test]
+fn pr_clear_brings_back_a_lun_whose_state_file_is_damaged() {
+    let mut a = Admin::start("admin-pr-damaged");
+    {
+        let mut c = a.logged_in();
+        drain_unit_attentions(&mut c, 0);
+        let mut reg = PrOut::register_ignore(0xB);
+        reg.aptpl = true;
+        assert_eq!(prout(&mut c, &reg), 0);
+    }
+    let file = a.ok(format!("pr show --target {IQN} --lun 0"))["state_file"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.d.terminate().expect("ringsand exits on SIGTERM");
+    std::fs::write(&file, "format = 1\nunit = \"not this one\"\n").expect("damage the file");
+    let (dir, cfg_path, port) = (a.d.dir.clone(), a.cfg.clone(), a.port);
+    a.d = Daemon::spawn(dir, cfg_path, port);
+    a.wait_socket();
+
+    let l = a.lun(IQN, 0);
+    let why = l["offline"].as_str().unwrap_or_default();
+    assert!(why.contains(&file), "the reason names the file: {l}");
+    let list = a.run(format!("lun list --target {IQN}"));
+    assert!(list.stdout.contains("OFFLINE"), "{}", list.stdout);
+    let mut c = a.logged_in();
+    let r = (0..4)
+        .map(|_| c.scsi(0, &TUR, &[], 0).expect("a response"))
+        .find(|r| r.sense_key().0 != 6)
+        .expect("past the unit attentions");
+    assert_eq!(r.sense_key(), (2, 0x04, 0x03), "offline: NOT READY");
+
+    let e = a.refused_field(format!("pr clear --target {IQN} --lun 0"), "busy", "force");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("offline"),
+        "{e}"
+    );
+    let done = a.ok(format!("pr clear --target {IQN} --lun 0 --force"));
+    assert_eq!(done["was_offline"], true, "{done}");
+    assert_eq!(a.lun(IQN, 0)["offline"], Value::Null);
+    assert!(
+        Path::new(&format!("{file}.damaged")).exists(),
+        "the damaged file is kept aside"
+    );
+    drain_unit_attentions(&mut c, 0);
+    let r = c.scsi(0, &TUR, &[], 0).expect("a response");
+    assert_eq!(r.status, 0, "the LUN serves again");
 }

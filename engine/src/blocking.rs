@@ -1,6 +1,8 @@
 //! A small pool of helper threads for the few operations the running kernel's io_uring lacks
-//! (block-device discard and zero-out ioctls, `SEEK_DATA`/`SEEK_HOLE` mapping queries). Only
-//! those operations come here; the reactor never blocks on them.
+//! (block-device discard and zero-out ioctls, `SEEK_DATA`/`SEEK_HOLE` mapping queries) and for
+//! the rare file writes that must be on stable storage before a command completes (the APTPL
+//! state of persistent reservations). Only such operations come here; the reactor never blocks
+//! on them.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
+use crate::admin::pr;
 use crate::admin::protocol::{
     Command, LunInfo, Refusal, Request, Response, SessionInfo, TargetInfo, PROTOCOL_VERSION,
 };
@@ -130,6 +131,14 @@ impl Control {
                 false,
             ),
             Command::SessionList => (to_value(&self.session_infos())?, false),
+            Command::PrShow { target, lun } => {
+                let (t, lu) = self.lun(&target, lun)?;
+                (to_value(&pr::pr_info(&t, &lu))?, false)
+            }
+            Command::PrClear { target, lun, force } => {
+                let (t, lu) = self.lun(&target, lun)?;
+                (pr::pr_clear(&t, &lu, force)?, false)
+            }
             Command::TargetCreate { iqn, tpgt, alias } => {
                 (self.target_create(&mut next, &iqn, tpgt, alias)?, true)
             }
@@ -241,6 +250,14 @@ impl Control {
                 }
             })
             .collect()
+    }
+
+    fn lun(&self, iqn: &str, lun: u16) -> Result<(Arc<Target>, Arc<LogicalUnit>), Refusal> {
+        let t = self.target(iqn)?;
+        let lu = t
+            .lun(lun)
+            .ok_or_else(|| not_found("lun", format!("{iqn} has no LUN {lun}")))?;
+        Ok((t, lu))
     }
 
     fn lun_infos(&self, config: &Config, iqn: &str) -> Result<Vec<LunInfo>, Refusal> {
@@ -517,7 +534,14 @@ impl Control {
         if !sessions.is_empty() && !force {
             return Err(refuse("busy", Some("lun"), format!("{} session(s) are logged in to {iqn}; --force deletes LUN {lun} under them (they get REPORTED LUNS DATA HAS CHANGED)", sessions.len())));
         }
+        let removed = t.lun(lun);
         t.remove_lun(lun);
+        // A LUN created later under the same name must not inherit these reservations.
+        if let Some(store) = removed.as_ref().and_then(|lu| lu.pr_store()) {
+            if let Err(e) = store.remove() {
+                tracing::warn!(error = %e, "the deleted LUN's reservation state file stays");
+            }
+        }
         if let Some(x) = next
             .targets
             .iter_mut()
@@ -684,6 +708,8 @@ fn op_name(c: &Command) -> &'static str {
         Command::PortalRemove { .. } => "portal-remove",
         Command::PortalList => "portal-list",
         Command::SessionList => "session-list",
+        Command::PrShow { .. } => "pr-show",
+        Command::PrClear { .. } => "pr-clear",
     }
 }
 
@@ -711,5 +737,6 @@ fn lun_info(t: &Target, lu: &LogicalUnit, lc: Option<&LunConfig>) -> LunInfo {
         direct: info.direct,
         serial: crate::scsi::vpd::serial_string(lu.identity()),
         uuid: uuid::Uuid::from_bytes(lu.identity().uuid).to_string(),
+        offline: lu.offline_reason(),
     }
 }

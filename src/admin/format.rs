@@ -4,7 +4,7 @@
 //! Pure string building with no I/O and no crate beyond std. None of the types it formats carries
 //! a secret, and nothing here may print one: CHAP shows as a yes/no state only.
 
-use super::protocol::{LunInfo, SessionInfo, TargetInfo};
+use super::protocol::{LunInfo, PrInfo, SessionInfo, TargetInfo};
 
 /// Spaces between two columns.
 const GAP: usize = 2;
@@ -203,6 +203,9 @@ pub fn luns(luns: &[LunInfo]) -> String {
             yes_no(l.thin),
             l.path.clone(),
         ]);
+        if let Some(why) = &l.offline {
+            t.detail(format!("OFFLINE: {why}"));
+        }
     }
     t.render()
 }
@@ -228,7 +231,57 @@ pub fn lun(l: &LunInfo) -> String {
         ("direct I/O", yes_no(l.direct)),
         ("serial", l.serial.clone()),
         ("uuid", l.uuid.clone()),
+        (
+            "state",
+            match &l.offline {
+                None => "online".to_string(),
+                Some(why) => format!("OFFLINE: {why}"),
+            },
+        ),
     ])
+}
+
+/// `pr show`: the summary as key/value lines, then the registrations as a table.
+pub fn pr(p: &PrInfo) -> String {
+    let mut out = fields(&[
+        ("target", p.target.clone()),
+        ("lun", p.lun.to_string()),
+        ("generation", format!("0x{:08x}", p.generation)),
+        (
+            "reservation",
+            p.reservation_type.clone().unwrap_or("none".into()),
+        ),
+        ("aptpl", yes_no(p.aptpl)),
+        (
+            "legacy reserve",
+            p.legacy_holder.clone().unwrap_or("none".into()),
+        ),
+        ("log index", p.log_index.to_string()),
+        ("state file", p.state_file.clone().unwrap_or("none".into())),
+        (
+            "state",
+            match &p.offline {
+                None => "online".to_string(),
+                Some(why) => format!("OFFLINE: {why}"),
+            },
+        ),
+    ]);
+    if p.registrations.is_empty() {
+        out.push_str("no registrations\n");
+        return out;
+    }
+    let mut t = Table::new(&["INITIATOR PORT", "TARGET PORT", "KEY", "APTPL", "HOLDER"]);
+    for r in &p.registrations {
+        t.row(vec![
+            r.initiator_port.clone(),
+            r.target_port.clone(),
+            r.key.clone(),
+            yes_no(r.aptpl),
+            yes_no(r.holder),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
 }
 
 /// `session list`: TSIH INITIATOR ISID TARGET PORTAL CONNS IN-FLIGHT, with the peer address and

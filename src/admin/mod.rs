@@ -5,5 +5,6 @@
 pub mod apply;
 pub mod client;
 pub mod format;
+pub mod pr;
 pub mod protocol;
 pub mod server;

@@ -141,6 +141,23 @@ pub enum Command {
     PortalList,
     /// Lists sessions.
     SessionList,
+    /// Shows a LUN's persistent reservations.
+    PrShow {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+    },
+    /// Breaks every registration and reservation of a LUN (the administrator's way out of a
+    /// stale reservation, or of a damaged APTPL state file that keeps the LUN offline).
+    PrClear {
+        /// Target name.
+        target: String,
+        /// LUN number.
+        lun: u16,
+        /// Required: this removes fencing that a cluster may rely on.
+        force: bool,
+    },
 }
 
 /// A refusal: which field is wrong and why.
@@ -214,6 +231,50 @@ pub struct LunInfo {
     pub serial: String,
     /// LU identity.
     pub uuid: String,
+    /// Why the LUN is offline (it answers only INQUIRY, REPORT LUNS and REQUEST SENSE); `None`
+    /// when it serves.
+    #[serde(default)]
+    pub offline: Option<String>,
+}
+
+/// One registration, as `pr show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrRegistrationInfo {
+    /// Initiator port `IQN,i,0x<ISID>`, or the bare initiator name for every port of it.
+    pub initiator_port: String,
+    /// Target port `IQN,t,0x<TPGT>`, or "*" for every target port (ALL_TG_PT).
+    pub target_port: String,
+    /// Reservation key, `0x` and 16 hexadecimal digits.
+    pub key: String,
+    /// The APTPL bit it was registered with.
+    pub aptpl: bool,
+    /// Whether it holds the reservation.
+    pub holder: bool,
+}
+
+/// A LUN's persistent reservations, as `pr show` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrInfo {
+    /// Target name.
+    pub target: String,
+    /// LUN number.
+    pub lun: u16,
+    /// PRgeneration.
+    pub generation: u32,
+    /// APTPL active (the state survives restarts).
+    pub aptpl: bool,
+    /// Registrations in the order they were made.
+    pub registrations: Vec<PrRegistrationInfo>,
+    /// Reservation type (WE, EA, WERO, EARO, WEAR, EAAR), if reserved.
+    pub reservation_type: Option<String>,
+    /// RESERVE(6)/(10) holder's initiator port, if any.
+    pub legacy_holder: Option<String>,
+    /// Number of the last state-changing reservation command.
+    pub log_index: u64,
+    /// The state file (APTPL).
+    pub state_file: Option<String>,
+    /// Why the LUN is offline, if it is.
+    pub offline: Option<String>,
 }
 
 /// A session as listed.

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use ringsan::admin::client::{self, ClientError};
 use ringsan::admin::format;
 use ringsan::admin::protocol::{
-    Command, LunInfo, Refusal, Response, SessionInfo, TargetInfo, DEFAULT_SOCKET,
+    Command, LunInfo, PrInfo, Refusal, Response, SessionInfo, TargetInfo, DEFAULT_SOCKET,
 };
 
 /// Environment variable naming the control socket when `--socket` is not given.
@@ -97,6 +97,11 @@ enum Top {
     Session {
         #[command(subcommand)]
         command: SessionCmd,
+    },
+    /// SCSI-3 persistent reservations of a LUN
+    Pr {
+        #[command(subcommand)]
+        command: PrCmd,
     },
     /// Shell completions and man pages (needs no daemon)
     Generate {
@@ -181,14 +186,7 @@ enum LunCmd {
         target: String,
     },
     /// Show one LUN
-    Show {
-        /// Target name
-        #[arg(long, value_name = "IQN")]
-        target: String,
-        /// LUN number
-        #[arg(long, value_name = "N")]
-        lun: u16,
-    },
+    Show(LunAddr),
     /// Grow a LUN; logged-in initiators see CAPACITY DATA HAS CHANGED
     Resize {
         /// Target name
@@ -206,13 +204,37 @@ enum LunCmd {
     },
     /// Delete a LUN (the backing file stays)
     Delete {
-        /// Target name
-        #[arg(long, value_name = "IQN")]
-        target: String,
-        /// LUN number
-        #[arg(long, value_name = "N")]
-        lun: u16,
+        #[command(flatten)]
+        at: LunAddr,
         /// Proceed although sessions are logged in to the target (they are cut)
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A LUN of a target.
+#[derive(Debug, Args)]
+struct LunAddr {
+    /// Target name
+    #[arg(long, value_name = "IQN")]
+    target: String,
+    /// LUN number
+    #[arg(long, value_name = "N")]
+    lun: u16,
+}
+
+#[derive(Debug, Subcommand)]
+enum PrCmd {
+    /// Show registrations (initiator port, target port, key, APTPL), the holder, the type and
+    /// PRgeneration
+    Show(LunAddr),
+    /// Remove every registration and reservation (a stale reservation, or a damaged APTPL state
+    /// file that keeps the LUN offline: the file is set aside and the LUN comes back online).
+    /// Registered initiators get REGISTRATIONS PREEMPTED
+    Clear {
+        #[command(flatten)]
+        at: LunAddr,
+        /// Required: this removes fencing a cluster may rely on
         #[arg(long)]
         force: bool,
     },
@@ -386,6 +408,7 @@ enum Shape {
     Luns,
     Lun(String),
     LunShow,
+    Pr,
     Names(&'static str, &'static str),
     Sessions,
     Cut(String),
@@ -475,6 +498,25 @@ fn request(top: Top, secrets: &mut Vec<String>) -> anyhow::Result<(Command, Shap
         Top::Session {
             command: SessionCmd::List,
         } => (Command::SessionList, Shape::Sessions),
+        Top::Pr {
+            command: PrCmd::Show(LunAddr { target, lun }),
+        } => (Command::PrShow { target, lun }, Shape::Pr),
+        Top::Pr {
+            command:
+                PrCmd::Clear {
+                    at: LunAddr { target, lun },
+                    force,
+                },
+        } => (
+            Command::PrClear {
+                target: target.clone(),
+                lun,
+                force,
+            },
+            Shape::Done(format!(
+                "cleared the persistent reservations of LUN {lun} of {target}"
+            )),
+        ),
         Top::Generate { .. } => anyhow::bail!("generate needs no daemon"),
     })
 }
@@ -521,7 +563,7 @@ fn lun_request(c: LunCmd) -> (Command, Shape) {
             Shape::Lun(format!("created LUN {lun} of {target}")),
         ),
         LunCmd::List { target } => (Command::LunList { target }, Shape::Luns),
-        LunCmd::Show { target, lun } => (Command::LunShow { target, lun }, Shape::LunShow),
+        LunCmd::Show(LunAddr { target, lun }) => (Command::LunShow { target, lun }, Shape::LunShow),
         LunCmd::Resize {
             target,
             lun,
@@ -536,7 +578,10 @@ fn lun_request(c: LunCmd) -> (Command, Shape) {
             },
             Shape::Lun(format!("resized LUN {lun} of {target} to {size}")),
         ),
-        LunCmd::Delete { target, lun, force } => (
+        LunCmd::Delete {
+            at: LunAddr { target, lun },
+            force,
+        } => (
             Command::LunDelete {
                 target: target.clone(),
                 lun,
@@ -657,6 +702,7 @@ fn human(data: &Value, shape: Shape) -> Result<String, String> {
         Shape::Targets => format::targets(&parse::<Vec<TargetInfo>>(data)?),
         Shape::Luns => format::luns(&parse::<Vec<LunInfo>>(data)?),
         Shape::LunShow => format::lun(&parse::<LunInfo>(data)?),
+        Shape::Pr => format::pr(&parse::<PrInfo>(data)?),
         Shape::Sessions => format::sessions(&parse::<Vec<SessionInfo>>(data)?),
         Shape::Names(header, empty) => format::names(header, &parse::<Vec<String>>(data)?, empty),
         Shape::Target(done) => match data {

@@ -164,13 +164,15 @@ async fn execute_on<T: DataTransfer>(
 ) -> Exec {
     let opcode = cdb.first().copied().unwrap_or(0);
     unit_attention_gate(lu, ctx.nexus, opcode)?;
+    offline_gate(lu, opcode)?;
     let geom = lu.geometry();
     let command = decode(cdb, &geom)?;
     lu.with_reservations(|s| pr::check_access(s, ctx.nexus, cdb))?;
     mode::write_protect_check(&command, &lu.mode())?;
     match command {
         Command::PersistentReserveIn { alloc_len, .. } => {
-            let data = lu.with_reservations(|s| pr::persistent_reserve_in(s, cdb))?;
+            let ptpl_capable = lu.pr_store().is_some();
+            let data = lu.with_reservations(|s| pr::persistent_reserve_in(s, cdb, ptpl_capable))?;
             send_small(xfer, data, alloc_len as usize).await
         }
         Command::PersistentReserveOut { param_len, .. } => {
@@ -178,18 +180,28 @@ async fn execute_on<T: DataTransfer>(
         }
         Command::Reserve { .. } => {
             xfer.set_command_len(0);
+            let _gate = lu.pr_gate().lock(0, 1).await;
             lu.update_reservations(|s| Ok((pr::legacy_reserve(s, ctx.nexus, cdb)?, ())))
         }
         Command::Release { .. } => {
             xfer.set_command_len(0);
+            let _gate = lu.pr_gate().lock(0, 1).await;
             lu.update_reservations(|s| Ok((pr::legacy_release(s, ctx.nexus, cdb)?, ())))
         }
         _ => run(lu, ctx, &command, cdb, xfer).await,
     }
 }
 
-/// PERSISTENT RESERVE OUT (SPC-4 §6.16): the parameter list, then the pure state machine under
-/// the unit's lock; its unit attentions are queued and its aborts handed to the transport.
+/// PERSISTENT RESERVE OUT (SPC-4 §6.16): the parameter list, then the pure state machine; its
+/// unit attentions are queued and its aborts handed to the transport.
+///
+/// With APTPL active the new state is on stable storage before anything changes: under the
+/// unit's PR gate (one state-changing reservation command at a time, whichever reactor it came
+/// through) the new state is computed, written ([`crate::scsi::pr_store`]) on a helper thread,
+/// and only then installed by applying the command again under the state's lock (the commands
+/// that may have run meanwhile, I_T nexus loss and LOGICAL UNIT RESET, only end a legacy
+/// reservation, so the persistent part comes out the same). A failed write changes nothing and
+/// ends the command with HARDWARE ERROR, INTERNAL TARGET FAILURE.
 async fn persistent_reserve_out<T: DataTransfer>(
     lu: &LogicalUnit,
     ctx: &CommandContext<'_>,
@@ -200,17 +212,61 @@ async fn persistent_reserve_out<T: DataTransfer>(
 ) -> Exec {
     let params = receive_small(xfer, param_len).await?;
     let op = pr::decode_prout(cdb, &params)?;
-    if op.aptpl {
-        // Persisting the state across power loss arrives with APTPL support; until then the
-        // capability is not claimed (PTPL_C=0) and asking for it is refused (SPC-4 §6.16.3).
-        return Err(CommandError::check(Sense::invalid_field_in_param(
-            20,
-            Some(0),
-        )));
+    let Some(store) = lu.pr_store() else {
+        if op.aptpl {
+            // Without a place to persist the state the capability is not claimed (PTPL_C=0)
+            // and asking for it is refused (SPC-4 §6.16.3).
+            return Err(CommandError::check(Sense::invalid_field_in_param(
+                20,
+                Some(0),
+            )));
+        }
+        return commit_pr_out(lu, ctx.nexus, &op, aborts);
+    };
+    let _gate = lu.pr_gate().lock(0, 1).await;
+    let (next, effects) = lu.with_reservations(|s| pr::apply(s, ctx.nexus, &op))?;
+    if effects.persist {
+        let store = store.clone();
+        let saved = ringsan_engine::blocking::run_blocking(move || store.save(&next)).await;
+        if let Err(e) = saved {
+            tracing::error!(lun = lu.number(), error = %e, "APTPL state not written: PERSISTENT RESERVE OUT refused, nothing changed");
+            return Err(check(Sense::hardware_error(Asc::INTERNAL_TARGET_FAILURE)));
+        }
     }
-    let effects = lu.update_reservations(|s| pr::apply(s, ctx.nexus, &op))?;
+    commit_pr_out(lu, ctx.nexus, &op, aborts)
+}
+
+/// Applies an accepted PERSISTENT RESERVE OUT to the unit's state under its lock, numbers it in
+/// the unit's log, queues its unit attentions and hands its aborts to the transport.
+fn commit_pr_out(
+    lu: &LogicalUnit,
+    nexus: &Nexus,
+    op: &pr::PrOut,
+    aborts: &mut Vec<Registrant>,
+) -> Exec {
+    let effects = lu.update_reservations(|s| {
+        let (next, effects) = pr::apply(s, nexus, op)?;
+        // Under the state's lock, so the log's order is the order of the changes.
+        lu.log_pr_out(pr::PrLogEntry {
+            index: next.log_index,
+            origin: pr::PrNexus::from(nexus),
+            op: op.clone(),
+        });
+        Ok((next, effects))
+    })?;
     lu.raise_pr_effects(&effects);
     aborts.extend(effects.abort_tasks_of);
+    Ok(())
+}
+
+/// An offline unit (see [`LogicalUnit::offline_reason`]) answers INQUIRY, REPORT LUNS and
+/// REQUEST SENSE and nothing else: NOT READY, MANUAL INTERVENTION REQUIRED (04h/03h).
+fn offline_gate(lu: &LogicalUnit, opcode: u8) -> Exec {
+    if lu.is_offline() && !matches!(opcode, INQUIRY | REPORT_LUNS | REQUEST_SENSE) {
+        return Err(check(Sense::not_ready(
+            Asc::NOT_READY_MANUAL_INTERVENTION_REQUIRED,
+        )));
+    }
     Ok(())
 }
 

@@ -3,15 +3,18 @@
 //! locks guard only small control state, never the data path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
+use ringsan_engine::range_lock::RangeLocks;
 use ringsan_engine::volume::Volume;
 
 use crate::scsi::geometry::LuGeometry;
 use crate::scsi::inquiry::LuIdentity;
 use crate::scsi::mode::ModeState;
 use crate::scsi::nexus::Nexus;
-use crate::scsi::pr::{on_lun_reset, on_nexus_loss, PrEffects, PrState};
+use crate::scsi::pr::{on_lun_reset, on_nexus_loss, PrEffects, PrLog, PrLogEntry, PrState};
+use crate::scsi::pr_store::{PrStore, PrStoreError};
 use crate::scsi::sense::CommandError;
 use crate::scsi::ua::{UaQueue, UnitAttention};
 
@@ -24,6 +27,17 @@ pub struct LogicalUnit {
     mode: Mutex<ModeState>,
     unit_attentions: Mutex<HashMap<Nexus, UaQueue>>,
     reservations: Mutex<PrState>,
+    /// The PERSISTENT RESERVE OUT commands accepted lately, numbered.
+    pr_log: Mutex<PrLog>,
+    /// Where the reservation state persists (APTPL); `None`: APTPL is not offered.
+    pr_store: Option<PrStore>,
+    /// Serializes the commands that change the reservation state (PERSISTENT RESERVE OUT,
+    /// RESERVE, RELEASE) across reactors, so an APTPL write and the change it records cannot be
+    /// overtaken by another: one range covering everything, used as an async lock.
+    pr_gate: RangeLocks,
+    /// Set while the unit is offline (see [`LogicalUnit::offline_reason`]).
+    offline: AtomicBool,
+    offline_reason: Mutex<Option<String>>,
 }
 
 impl LogicalUnit {
@@ -43,7 +57,133 @@ impl LogicalUnit {
             mode: Mutex::new(mode),
             unit_attentions: Mutex::new(HashMap::new()),
             reservations: Mutex::new(PrState::new()),
+            pr_log: Mutex::new(PrLog::default()),
+            pr_store: None,
+            pr_gate: RangeLocks::default(),
+            offline: AtomicBool::new(false),
+            offline_reason: Mutex::new(None),
         }
+    }
+
+    /// Persists the reservation state in `store` (APTPL) and starts from what it holds. A file
+    /// that cannot be trusted keeps the unit offline, with the reason, until an administrator
+    /// clears the reservations ([`LogicalUnit::admin_clear_reservations`]).
+    pub fn with_pr_store(mut self, store: PrStore) -> LogicalUnit {
+        match store.load() {
+            Ok(state) => {
+                if !state.registrations.is_empty() {
+                    tracing::info!(
+                        lun = self.number,
+                        registrations = state.registrations.len(),
+                        reserved = state.reservation.is_some(),
+                        file = %store.path().display(),
+                        "persistent reservations restored (APTPL)"
+                    );
+                }
+                self.reservations = Mutex::new(state);
+            }
+            Err(e) => {
+                tracing::error!(lun = self.number, error = %e, "persistent reservation state cannot be trusted: LUN offline until `target-admin pr clear --force`");
+                self.set_offline(Some(format!(
+                    "persistent reservation state cannot be trusted: {e}"
+                )));
+            }
+        }
+        self.pr_store = Some(store);
+        self
+    }
+
+    /// Records an accepted PERSISTENT RESERVE OUT in the unit's numbered log.
+    pub fn log_pr_out(&self, entry: PrLogEntry) {
+        match self.pr_log.lock() {
+            Ok(mut log) => log.push(entry),
+            Err(p) => p.into_inner().push(entry),
+        }
+    }
+
+    /// The unit's recent accepted PERSISTENT RESERVE OUT commands, oldest first.
+    pub fn pr_log(&self) -> Vec<PrLogEntry> {
+        match self.pr_log.lock() {
+            Ok(log) => log.entries().cloned().collect(),
+            Err(p) => p.into_inner().entries().cloned().collect(),
+        }
+    }
+
+    /// Where the reservation state persists, when APTPL is offered.
+    pub fn pr_store(&self) -> Option<&PrStore> {
+        self.pr_store.as_ref()
+    }
+
+    /// The lock the commands changing the reservation state hold while they run.
+    pub fn pr_gate(&self) -> &RangeLocks {
+        &self.pr_gate
+    }
+
+    /// Whether the unit is offline (a cheap check for every command).
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+
+    /// Why the unit is offline; `None` when it is online. An offline unit answers every command
+    /// but INQUIRY, REPORT LUNS and REQUEST SENSE with NOT READY, MANUAL INTERVENTION REQUIRED.
+    pub fn offline_reason(&self) -> Option<String> {
+        if !self.is_offline() {
+            return None;
+        }
+        match self.offline_reason.lock() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_offline(&self, reason: Option<String>) {
+        let offline = reason.is_some();
+        match self.offline_reason.lock() {
+            Ok(mut r) => *r = reason,
+            Err(p) => *p.into_inner() = reason,
+        }
+        self.offline.store(offline, Ordering::Release);
+    }
+
+    /// The administrator breaks every registration and reservation (`target-admin pr clear`):
+    /// the state becomes empty (APTPL off), its file is rewritten (a damaged one is first moved
+    /// aside as `<file>.damaged`), an offline unit comes back online, and every I_T nexus that
+    /// was registered learns it through REGISTRATIONS PREEMPTED. Returns the registrations
+    /// removed. The caller holds [`LogicalUnit::pr_gate`].
+    pub fn admin_clear_reservations(&self) -> Result<usize, PrStoreError> {
+        let was_offline = self.is_offline();
+        if let Some(store) = &self.pr_store {
+            if was_offline {
+                if let Some(aside) = store.set_aside()? {
+                    tracing::warn!(lun = self.number, file = %aside.display(), "damaged persistent reservation state moved aside");
+                }
+            }
+        }
+        let before = self.reservations();
+        let cleared = PrState {
+            log_index: before.log_index.wrapping_add(1),
+            generation: before.generation.wrapping_add(1),
+            ..PrState::default()
+        };
+        if let Some(store) = &self.pr_store {
+            store.save(&cleared)?;
+        }
+        let removed = before.registrations.len();
+        let affected = self.known_nexuses();
+        {
+            let mut guard = match self.reservations.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *guard = cleared;
+        }
+        for nexus in affected {
+            if before.is_registered(&nexus) {
+                self.raise(&nexus, UnitAttention::RegistrationsPreempted);
+            }
+        }
+        self.set_offline(None);
+        Ok(removed)
     }
 
     /// The LUN.

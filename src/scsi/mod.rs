@@ -20,6 +20,7 @@ pub mod mode;
 pub mod nexus;
 pub mod opcodes;
 pub mod pr;
+pub mod pr_store;
 pub mod report_luns;
 pub mod request_sense;
 pub mod sense;

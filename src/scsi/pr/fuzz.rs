@@ -191,7 +191,7 @@ fn exercise(state: &PrState, nexuses: &[Nexus], rng: &mut Rng) {
         let alloc = [0u16, 8, 30, 0xFFFF][rng.below(4)];
         let mut cdb = [0x5E, sa, 0, 0, 0, 0, 0, 0, 0, 0];
         cdb[7..9].copy_from_slice(&alloc.to_be_bytes());
-        let d = persistent_reserve_in(state, &cdb).unwrap();
+        let d = persistent_reserve_in(state, &cdb, false).unwrap();
         assert!(d.len() <= usize::from(alloc));
         if alloc == 0xFFFF && sa != 2 {
             let additional = u32::from_be_bytes([d[4], d[5], d[6], d[7]]) as usize;
@@ -344,7 +344,7 @@ fn random_bytes_never_panic() {
             let _ = apply(&s, &nexuses[0], &op);
         }
         let _ = TransportId::decode(&params);
-        let _ = persistent_reserve_in(&s, &cdb);
+        let _ = persistent_reserve_in(&s, &cdb, false);
         let _ = check_access(&s, &nexuses[1], &cdb);
         let _ = super::legacy::legacy_reserve(&s, &nexuses[1], &cdb);
         let _ = super::legacy::legacy_release(&s, &nexuses[1], &cdb);

@@ -18,11 +18,12 @@
 //!
 //! Files: [`types`] (codes), [`transport_id`] (iSCSI TransportIDs), [`state`], [`out`] (PR OUT
 //! decoding), [`apply`](mod@apply) (PR OUT service actions), [`prin`] (PR IN), [`access`] (conflict
-//! tables), [`legacy`] (RESERVE/RELEASE).
+//! tables), [`legacy`] (RESERVE/RELEASE), [`log`] (the numbered log of accepted PR OUTs).
 
 pub mod access;
 pub mod apply;
 pub mod legacy;
+pub mod log;
 pub mod out;
 pub mod prin;
 pub mod state;
@@ -37,6 +38,7 @@ pub use apply::{
     apply, apply_with_ports, PrEffects, TargetPort, INSUFFICIENT_REGISTRATION_RESOURCES,
 };
 pub use legacy::{legacy_release, legacy_reserve, on_lun_reset, on_nexus_loss};
+pub use log::{PrLog, PrLogEntry, PR_LOG_ENTRIES};
 pub use out::{decode_prout, PrOut};
 pub use prin::{
     persistent_reserve_in, read_full_status, read_keys, read_reservation, report_capabilities,

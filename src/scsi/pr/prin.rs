@@ -83,7 +83,7 @@ pub fn read_reservation(state: &PrState) -> Vec<u8> {
 }
 
 /// REPORT CAPABILITIES parameter data (8 bytes).
-pub fn report_capabilities(state: &PrState) -> Vec<u8> {
+pub fn report_capabilities(state: &PrState, ptpl_capable: bool) -> Vec<u8> {
     let mask = PrType::ALL
         .iter()
         .fold(0u16, |m, &t| m | type_mask_bit(t))
@@ -91,9 +91,9 @@ pub fn report_capabilities(state: &PrState) -> Vec<u8> {
     vec![
         0x00,
         0x08, // LENGTH
-        // PTPL_C stays 0 until APTPL state is written to stable storage (the persistent
-        // reservations issue); a PR OUT with APTPL=1 is refused meanwhile.
-        CRH | SIP_C | ATP_C,
+        // PTPL_C only where the unit has a place to write its state to (a PR OUT with APTPL=1
+        // is refused elsewhere).
+        CRH | SIP_C | ATP_C | if ptpl_capable { PTPL_C } else { 0 },
         TMV | ALLOW_COMMANDS_011 | if state.aptpl { PTPL_A } else { 0 },
         mask[0],
         mask[1],
@@ -137,7 +137,11 @@ pub fn read_full_status(state: &PrState) -> Vec<u8> {
 /// other than 00h-03h), builds the parameter data and truncates it to the ALLOCATION LENGTH.
 /// While a RESERVE(6)/(10) reservation exists every PERSISTENT RESERVE IN conflicts (SPC-2
 /// §5.5.1), as [`super::check_access`] also says.
-pub fn persistent_reserve_in(state: &PrState, cdb: &[u8]) -> Result<Vec<u8>, CommandError> {
+pub fn persistent_reserve_in(
+    state: &PrState,
+    cdb: &[u8],
+    ptpl_capable: bool,
+) -> Result<Vec<u8>, CommandError> {
     if cdb.first() != Some(&opcodes::PERSISTENT_RESERVE_IN) {
         return Err(CommandError::invalid_opcode());
     }
@@ -153,7 +157,7 @@ pub fn persistent_reserve_in(state: &PrState, cdb: &[u8]) -> Result<Vec<u8>, Com
     let mut data = match cdb[1] & 0x1F {
         prin_sa::READ_KEYS => read_keys(state),
         prin_sa::READ_RESERVATION => read_reservation(state),
-        prin_sa::REPORT_CAPABILITIES => report_capabilities(state),
+        prin_sa::REPORT_CAPABILITIES => report_capabilities(state, ptpl_capable),
         prin_sa::READ_FULL_STATUS => read_full_status(state),
         _ => return Err(CommandError::invalid_field_in_cdb(1, Some(4))),
     };
@@ -199,22 +203,22 @@ mod tests {
                 (2, PrOut::register(0, 0xAA)),
             ],
         );
-        let d = persistent_reserve_in(&s, &cdb(0, 1000)).unwrap();
+        let d = persistent_reserve_in(&s, &cdb(0, 1000), false).unwrap();
         assert_eq!(be32(&d, 0), 2, "PRGENERATION");
         assert_eq!(be32(&d, 4), 16, "ADDITIONAL LENGTH");
         assert_eq!(&d[8..16], &0x1122334455667788u64.to_be_bytes());
         assert_eq!(&d[16..24], &0xAAu64.to_be_bytes());
         assert_eq!(d.len(), 24);
         // Truncated to 8: ADDITIONAL LENGTH still says 16 (libiscsi PrinReadKeys.Truncate).
-        let t = persistent_reserve_in(&s, &cdb(0, 8)).unwrap();
+        let t = persistent_reserve_in(&s, &cdb(0, 8), false).unwrap();
         assert_eq!(t, d[..8].to_vec());
         assert_eq!(be32(&t, 4), 16);
         assert_eq!(
-            persistent_reserve_in(&s, &cdb(0, 0)).unwrap(),
+            persistent_reserve_in(&s, &cdb(0, 0), false).unwrap(),
             Vec::<u8>::new()
         );
         assert_eq!(
-            persistent_reserve_in(&s, &cdb(0, 13)).unwrap(),
+            persistent_reserve_in(&s, &cdb(0, 13), false).unwrap(),
             d[..13].to_vec()
         );
     }
@@ -246,7 +250,7 @@ mod tests {
         assert_eq!(&d[8..16], &[0; 8]);
         assert_eq!(d[21], 0x07);
         assert_eq!(
-            persistent_reserve_in(&s2, &cdb(1, 10)).unwrap(),
+            persistent_reserve_in(&s2, &cdb(1, 10), false).unwrap(),
             d[..10].to_vec()
         );
     }
@@ -254,7 +258,7 @@ mod tests {
     #[test]
     fn report_capabilities_bits() {
         let s = PrState::new();
-        let d = persistent_reserve_in(&s, &cdb(2, 100)).unwrap();
+        let d = persistent_reserve_in(&s, &cdb(2, 100), false).unwrap();
         assert_eq!(
             d,
             vec![0, 8, 0x1C, 0xB0, 0xEA, 0x01, 0, 0],
@@ -269,9 +273,11 @@ mod tests {
         let mut op = PrOut::register(0, 1);
         op.aptpl = true;
         let s1 = apply(&s, &n(1), &op).unwrap().0;
-        assert_eq!(report_capabilities(&s1)[3], 0xB1);
+        assert_eq!(report_capabilities(&s1, false)[3], 0xB1);
+        // PTPL_C where the unit persists its state.
+        assert_eq!(report_capabilities(&s1, true)[2], 0x1D);
         assert_eq!(
-            persistent_reserve_in(&s1, &cdb(2, 4)).unwrap(),
+            persistent_reserve_in(&s1, &cdb(2, 4), false).unwrap(),
             vec![0, 8, 0x1C, 0xB1]
         );
     }
@@ -340,7 +346,7 @@ mod tests {
         assert_eq!(&second[12..14], &[0x03, 0x08]);
 
         // Truncation keeps ADDITIONAL LENGTH.
-        let t = persistent_reserve_in(&s2, &cdb(3, 20)).unwrap();
+        let t = persistent_reserve_in(&s2, &cdb(3, 20), false).unwrap();
         assert_eq!(t, d[..20].to_vec());
         assert_eq!(be32(&t, 4) as usize, additional);
     }
@@ -364,34 +370,34 @@ mod tests {
         let s = PrState::new();
         for sa in 4..0x20 {
             assert_eq!(
-                persistent_reserve_in(&s, &cdb(sa, 100)),
+                persistent_reserve_in(&s, &cdb(sa, 100), false),
                 Err(CommandError::invalid_field_in_cdb(1, Some(4))),
                 "libiscsi PrinServiceactionRange"
             );
         }
         for sa in 0..4 {
-            assert!(persistent_reserve_in(&s, &cdb(sa, 100)).is_ok());
+            assert!(persistent_reserve_in(&s, &cdb(sa, 100), false).is_ok());
         }
         // Bits 7-5 of byte 1 are reserved, not part of the service action.
-        assert!(persistent_reserve_in(&s, &cdb(0xE0, 100)).is_ok());
+        assert!(persistent_reserve_in(&s, &cdb(0xE0, 100), false).is_ok());
         assert_eq!(
-            persistent_reserve_in(&s, &[0x5E, 0, 0]),
+            persistent_reserve_in(&s, &[0x5E, 0, 0], false),
             Err(CommandError::illegal_request(Asc::INVALID_FIELD_IN_CDB))
         );
         assert_eq!(
-            persistent_reserve_in(&s, &[0x5F; 10]),
+            persistent_reserve_in(&s, &[0x5F; 10], false),
             Err(CommandError::invalid_opcode())
         );
         let mut legacy = PrState::new();
         legacy.legacy = Some(crate::scsi::pr::state::PrNexus::from(&n(1)));
         assert_eq!(
-            persistent_reserve_in(&legacy, &cdb(2, 100)),
+            persistent_reserve_in(&legacy, &cdb(2, 100), false),
             Err(CommandError::reservation_conflict())
         );
         let mut c = cdb(0, 100);
         c[9] = 0x04;
         assert_eq!(
-            persistent_reserve_in(&s, &c),
+            persistent_reserve_in(&s, &c, false),
             Err(CommandError::invalid_field_in_cdb(9, Some(2)))
         );
     }

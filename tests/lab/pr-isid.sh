@@ -3,7 +3,15 @@
 # does open-iscsi keep its ISID across logout and login, and so its I_T nexus and its
 # persistent reservation registration? And does an APTPL registration survive a SIGKILL of the
 # target (the initiator reconnects on its own)?
-# Prints "ISID-KEPT=yes|no" and "APTPL-AFTER-KILL=yes|no"; exits 0 when every step ran.
+# Prints "ISID-KEPT=yes|no", "APTPL-AFTER-KILL=yes|no" and "ISID-KEPT-ON-RECOVERY=yes|no"; exits 0
+# when every step ran and the target kept the APTPL registrations.
+#
+# Found with Debian's open-iscsi (2026-11-26): ISID-KEPT=no. iscsid builds the ISID from its
+# session number (0x00023d000001 at the first login, 0x00023d000002 after logout and login), so
+# a logged-out-and-in host is a new I_T nexus: its old registration stays (SPC-4: until cleared
+# or preempted) and it must register again (fence_scsi and mpathpersist do, with REGISTER AND
+# IGNORE EXISTING KEY). Session recovery after a target restart keeps the ISID
+# (ISID-KEPT-ON-RECOVERY=yes), and APTPL registrations survive a SIGKILL (APTPL-AFTER-KILL=yes).
 set -uo pipefail
 . /lab/env   # PORTAL and IQN, written by the lab
 NODE=$(hostname)
@@ -64,10 +72,23 @@ if sg_persist --in --read-keys "$DEV" | grep -qi abc2; then
   echo "APTPL-AFTER-KILL=yes"
 else
   echo "APTPL-AFTER-KILL=no"
+  fail "the APTPL registration did not survive SIGKILL of the target"
 fi
 sg_persist --in --report-capabilities "$DEV"
+# After the target came back, open-iscsi recovered the session: if it kept the ISID of login 2,
+# the registration still belongs to it and the key can be changed from it.
+if sg_persist --out --register --param-rk=0xabc2 --param-sark=0xabc3 --param-aptpl "$DEV"; then
+  echo "ISID-KEPT-ON-RECOVERY=yes"
+else
+  echo "ISID-KEPT-ON-RECOVERY=no"
+  fail "the recovered session lost its registration"
+fi
+echo "initiator ports registered after recovery: $(ports "$DEV" | tr '\n' ' ')"
 
 step "clean up"
-sg_persist --out --register --param-rk=0xabc2 --param-sark=0 "$DEV" || true
+# The registration of login 1's nexus is stale (that I_T nexus never comes back): CLEAR ends
+# every registration, as an administrator would.
+sg_persist --out --clear --param-rk=0xabc3 "$DEV" || true
+sg_persist --in --read-keys "$DEV"
 iscsiadm -m node -T $IQN -p $PORTAL --logout
 echo "PR-ISID DONE"

@@ -7,7 +7,7 @@ mod common;
 
 use common::initiator::{read10, write10, Conn, LoginOptions};
 use common::{Daemon, IQN};
-use ringsan::iscsi::pdu::Response;
+use ringsan::iscsi::pdu::{encode_lun, DataOut, Response};
 use ringsan::scsi::pr::{PrOut, PrType};
 
 const TUR: [u8; 6] = [0, 0, 0, 0, 0, 0];
@@ -44,7 +44,10 @@ fn fence_with_preempt_and_abort() {
     );
     // A starts a write and stalls before sending its data.
     let itt = a.send_command(0, &write10(64, 8), true, 4096, &[]).unwrap();
-    assert!(matches!(a.recv_response().unwrap().0, Response::R2t(_)));
+    let r2t = match a.recv_response().unwrap().0 {
+        Response::R2t(r) => r,
+        other => panic!("expected an R2T, got {other:?}"),
+    };
     // B fences A.
     assert_eq!(
         prout(
@@ -63,6 +66,19 @@ fn fence_with_preempt_and_abort() {
         }
         other => panic!("expected the aborted write's status, got {other:?}"),
     }
+    // The victim's data, already on its way when it was fenced, is dropped without a Reject:
+    // the next PDU it gets is the answer to its next command.
+    let data_out = DataOut {
+        final_flag: true,
+        data_len: 4096,
+        lun: encode_lun(0),
+        itt,
+        ttt: r2t.ttt,
+        exp_statsn: a.exp_statsn,
+        data_sn: 0,
+        buffer_offset: 0,
+    };
+    a.send(&data_out.encode(), &[0u8; 4096]).unwrap();
     let r = a.scsi(0, &TUR, &[], 0).unwrap();
     assert_eq!(r.sense_key(), (6, 0x2a, 0x05), "REGISTRATIONS PREEMPTED");
     let w = a.scsi(0, &write10(0, 1), &[0u8; 512], 0).unwrap();

@@ -237,12 +237,18 @@ async fn data_out(
     let len = d.data_len as usize;
     let task = session.tasks.borrow().get(&d.itt).cloned();
     let Some(task) = task else {
-        warn!(
-            itt = d.itt,
-            "Data-Out for an unknown task: discarded and rejected"
-        );
         reader.discard_data(stream, len).await?;
-        session.send_reject(reject_reason::INVALID_PDU_FIELD, bhs);
+        if session.was_aborted(d.itt) {
+            // Unsolicited data (or the rest of a burst) still on its way when the task was
+            // aborted: the initiator could not know, so it is dropped without a Reject.
+            debug!(itt = d.itt, "Data-Out for an aborted task: discarded");
+        } else {
+            warn!(
+                itt = d.itt,
+                "Data-Out for an unknown task: discarded and rejected"
+            );
+            session.send_reject(reject_reason::INVALID_PDU_FIELD, bhs);
+        }
         return Ok(());
     };
     let capacity = session.pool.buffer_size() as u64;

@@ -296,6 +296,9 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expe
         }
     }
     session.tasks.borrow_mut().remove(&task.itt);
+    if task.is_aborted() {
+        session.note_aborted(task.itt);
+    }
     if let Some(e) = &session.entry {
         e.in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -76,7 +76,12 @@ pub struct Session {
     pub text_pending: RefCell<Option<(u32, Vec<u8>)>>,
     /// The tasks that run this session's SCSI commands.
     pub workers: Workers,
+    /// Initiator task tags of the last tasks that ended aborted (a ring, no allocation).
+    aborted_itts: RefCell<([u32; ABORTED_ITTS], usize)>,
 }
+
+/// Aborted tasks remembered, so their late Data-Out is discarded silently.
+const ABORTED_ITTS: usize = 32;
 
 impl Session {
     /// A session whose first expected CmdSN is `exp_cmdsn` and next StatSN `stat_sn`.
@@ -117,7 +122,22 @@ impl Session {
             heard_from: Cell::new(false),
             text_pending: RefCell::new(None),
             workers: Workers::default(),
+            aborted_itts: RefCell::new(([RESERVED_TAG; ABORTED_ITTS], 0)),
         }
+    }
+
+    /// Remembers that the task `itt` ended aborted.
+    pub fn note_aborted(&self, itt: u32) {
+        let mut ring = self.aborted_itts.borrow_mut();
+        let at = ring.1 % ABORTED_ITTS;
+        ring.0[at] = itt;
+        ring.1 = at + 1;
+    }
+
+    /// Whether `itt` is one of the last tasks that ended aborted (and no new task took its tag
+    /// since: the caller looks it up in `tasks` first).
+    pub fn was_aborted(&self, itt: u32) -> bool {
+        itt != RESERVED_TAG && self.aborted_itts.borrow().0.contains(&itt)
     }
 
     /// ExpCmdSN now.

@@ -1,7 +1,9 @@
 //! Persistent reservations as fence_scsi uses them, through the real daemon: two hosts register,
 //! one holds Write Exclusive Registrants Only, the other fences it with PREEMPT AND ABORT: the
-//! victim's stalled write ends with TASK ABORTED, its registration is gone (REGISTRATIONS
-//! PREEMPTED), and its writes conflict from then on.
+//! victim's stalled write ends with TASK ABORTED, the data it still sends for it is dropped
+//! silently, its registration is gone (REGISTRATIONS PREEMPTED), its writes conflict from then on
+//! and its reads still work. Then APTPL across SIGKILL and restart, a restart without APTPL, and a
+//! damaged APTPL state file.
 
 mod common;
 
@@ -83,6 +85,8 @@ fn fence_with_preempt_and_abort() {
     assert_eq!(r.sense_key(), (6, 0x2a, 0x05), "REGISTRATIONS PREEMPTED");
     let w = a.scsi(0, &write10(0, 1), &[0u8; 512], 0).unwrap();
     assert_eq!(w.status, 0x18, "the fenced host's writes conflict");
+    let r = a.scsi(0, &read10(0, 1), &[], 512).unwrap();
+    assert_eq!(r.status, 0, "the fenced host still reads (WERO)");
     let w = b.scsi(0, &write10(0, 1), &[1u8; 512], 0).unwrap();
     assert_eq!(w.status, 0, "the new holder writes");
 }

@@ -12,6 +12,7 @@ use super::state::PrState;
 use super::transport_id::TransportId;
 use super::types::{PrType, ServiceAction};
 use crate::scsi::nexus::Nexus;
+use crate::scsi::pr_store::PrStore;
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -229,6 +230,9 @@ fn random_sequences_keep_invariants_and_are_deterministic() {
     let nexuses = pool();
     let mut rng = Rng(0x5EED_0001);
     let mut succeeded = [0usize; 8];
+    let dir = std::env::temp_dir().join(format!("ringsan-pr-fuzz-{}", std::process::id()));
+    let store = PrStore::new(&dir, &[0x5e; 16]);
+    let mut persisted = 0usize;
     for _ in 0..200 {
         let mut s = PrState::new();
         for _ in 0..60 {
@@ -255,6 +259,22 @@ fn random_sequences_keep_invariants_and_are_deterministic() {
                 succeeded[usize::from(op.action.code())] += 1;
                 assert_eq!(next.log_index, s.log_index + 1);
                 assert!(fx.unit_attentions_for(n).is_empty(), "never the origin");
+                assert_eq!(
+                    next.generation,
+                    s.generation
+                        .wrapping_add(u32::from(changes_generation(&s, n, &op))),
+                    "PRgeneration after {op:?}"
+                );
+                // The APTPL file holds exactly this state.
+                let text = toml::to_string(&next).expect("serializable");
+                assert_eq!(toml::from_str::<PrState>(&text).as_ref(), Ok(&next));
+                if fx.persist {
+                    persisted += 1;
+                    if persisted % 97 == 0 {
+                        store.save(&next).expect("write the state file");
+                        assert_eq!(store.load().expect("read it back"), next.power_on());
+                    }
+                }
                 s = next;
             }
             exercise(&s, &nexuses, &mut rng);
@@ -262,6 +282,22 @@ fn random_sequences_keep_invariants_and_are_deterministic() {
     }
     // Every service action got through, often.
     assert!(succeeded.iter().all(|&c| c > 50), "{succeeded:?}");
+    assert!(persisted > 97, "APTPL writes exercised: {persisted}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether PRgeneration must change (SPC-4 §6.15.2): REGISTER, REGISTER AND IGNORE EXISTING
+/// KEY, CLEAR, PREEMPT, PREEMPT AND ABORT and REGISTER AND MOVE that complete, except the REGISTER
+/// of an unregistered nexus with a zero SERVICE ACTION RESERVATION KEY, which does nothing;
+/// never RESERVE or RELEASE.
+fn changes_generation(before: &PrState, n: &Nexus, op: &PrOut) -> bool {
+    match op.action {
+        ServiceAction::Reserve | ServiceAction::Release => false,
+        ServiceAction::Register | ServiceAction::RegisterAndIgnoreExistingKey => {
+            before.is_registered(n) || op.sa_key != 0
+        }
+        _ => true,
+    }
 }
 
 #[test]

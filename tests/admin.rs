@@ -1242,6 +1242,13 @@ fn pr_show_lists_registrations_and_pr_clear_breaks_them() {
     assert_eq!(p["generation"], 1, "{p}");
     assert_eq!(p["aptpl"], true, "{p}");
     assert_eq!(p["reservation_type"], "WE", "{p}");
+    let holder = p["reservation_holder"].as_str().unwrap_or_default();
+    assert!(
+        holder.contains("Write Exclusive")
+            && holder.contains(INITIATOR)
+            && holder.ends_with("0x000000000000000a"),
+        "{holder}"
+    );
     let r = &p["registrations"][0];
     assert_eq!(r["key"], "0x000000000000000a", "{p}");
     assert_eq!(

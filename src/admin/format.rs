@@ -249,7 +249,10 @@ pub fn pr(p: &PrInfo) -> String {
         ("generation", format!("0x{:08x}", p.generation)),
         (
             "reservation",
-            p.reservation_type.clone().unwrap_or("none".into()),
+            p.reservation_holder
+                .clone()
+                .or_else(|| p.reservation_type.clone())
+                .unwrap_or("none".into()),
         ),
         ("aptpl", yes_no(p.aptpl)),
         (
@@ -266,6 +269,7 @@ pub fn pr(p: &PrInfo) -> String {
             },
         ),
     ]);
+    out.push('\n');
     if p.registrations.is_empty() {
         out.push_str("no registrations\n");
         return out;

@@ -39,6 +39,16 @@ pub fn pr_info(t: &Target, lu: &LogicalUnit) -> PrInfo {
         aptpl: s.aptpl,
         registrations,
         reservation_type: s.reservation.as_ref().map(|r| r.pr_type.name().to_string()),
+        reservation_holder: s.reservation.as_ref().map(|r| {
+            let ty = format!("{} ({})", r.pr_type.name(), r.pr_type.long_name());
+            match (&r.holder, s.reservation_key()) {
+                (None, _) => format!("{ty}, held by every registrant"),
+                (Some(h), Some(key)) => {
+                    format!("{ty}, held by {} with key 0x{key:016x}", h.initiator_port)
+                }
+                (Some(h), None) => format!("{ty}, held by {}", h.initiator_port),
+            }
+        }),
         legacy_holder: s.legacy.as_ref().map(|l| l.initiator_port.clone()),
         log_index: s.log_index,
         state_file: lu.pr_store().map(|p| p.path().display().to_string()),

@@ -267,6 +267,9 @@ pub struct PrInfo {
     pub registrations: Vec<PrRegistrationInfo>,
     /// Reservation type (WE, EA, WERO, EARO, WEAR, EAAR), if reserved.
     pub reservation_type: Option<String>,
+    /// Who holds it, in words: the holder's initiator port and key, or every registrant.
+    #[serde(default)]
+    pub reservation_holder: Option<String>,
     /// RESERVE(6)/(10) holder's initiator port, if any.
     pub legacy_holder: Option<String>,
     /// Number of the last state-changing reservation command.

@@ -164,6 +164,18 @@ impl PrType {
         )
     }
 
+    /// The name SPC-4 gives the type.
+    pub const fn long_name(self) -> &'static str {
+        match self {
+            Self::WriteExclusive => "Write Exclusive",
+            Self::ExclusiveAccess => "Exclusive Access",
+            Self::WriteExclusiveRegistrantsOnly => "Write Exclusive, Registrants Only",
+            Self::ExclusiveAccessRegistrantsOnly => "Exclusive Access, Registrants Only",
+            Self::WriteExclusiveAllRegistrants => "Write Exclusive, All Registrants",
+            Self::ExclusiveAccessAllRegistrants => "Exclusive Access, All Registrants",
+        }
+    }
+
     /// A short name for logs.
     pub const fn name(self) -> &'static str {
         match self {

@@ -270,7 +270,7 @@ fn random_sequences_keep_invariants_and_are_deterministic() {
                 assert_eq!(toml::from_str::<PrState>(&text).as_ref(), Ok(&next));
                 if fx.persist {
                     persisted += 1;
-                    if persisted % 97 == 0 {
+                    if persisted.is_multiple_of(97) {
                         store.save(&next).expect("write the state file");
                         assert_eq!(store.load().expect("read it back"), next.power_on());
                     }

@@ -14,6 +14,11 @@ pub const DEMO_IQN: &str = "iqn.2026-11.io.ringsan:demo";
 pub const DEMO_PORTAL: &str = "127.0.0.1:3260";
 /// Default seconds between NOP-In pings on an idle connection.
 pub const DEFAULT_NOP_INTERVAL_SECONDS: u32 = 10;
+/// Where the Prometheus metrics are served by default (`[daemon] metrics_address`).
+pub const DEFAULT_METRICS_ADDRESS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9470,
+));
 /// Size of the demo LUN.
 pub const DEMO_LUN_SIZE_BYTES: u64 = 1 << 30;
 
@@ -73,6 +78,7 @@ struct RawDaemon {
     portals: Vec<Spanned<String>>,
     nop_interval_seconds: Option<Spanned<u32>>,
     control_socket: Option<String>,
+    metrics_address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +202,8 @@ pub struct Config {
     pub nop_interval_seconds: u32,
     /// The control API's Unix socket (root only).
     pub control_socket: PathBuf,
+    /// Where the Prometheus metrics are served over HTTP (`GET /metrics`); `None`: nowhere.
+    pub metrics_address: Option<SocketAddr>,
     /// Targets.
     pub targets: Vec<TargetConfig>,
 }
@@ -211,6 +219,7 @@ impl Config {
             oui: None,
             nop_interval_seconds: DEFAULT_NOP_INTERVAL_SECONDS,
             control_socket: PathBuf::from(crate::admin::protocol::DEFAULT_SOCKET),
+            metrics_address: Some(DEFAULT_METRICS_ADDRESS),
             portals: vec![DEMO_PORTAL
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3260)))],
@@ -426,6 +435,8 @@ impl Validator<'_> {
             .as_deref()
             .map(|p| self.path(p))
             .unwrap_or_else(|| PathBuf::from(crate::admin::protocol::DEFAULT_SOCKET));
+        let metrics_address =
+            self.metrics_address(raw.daemon.metrics_address.as_ref(), &portals)?;
         let nop_interval_seconds = match &raw.daemon.nop_interval_seconds {
             Some(n) if *n.get_ref() > 3600 => {
                 return self.err(
@@ -452,8 +463,37 @@ impl Validator<'_> {
             portals,
             nop_interval_seconds,
             control_socket,
+            metrics_address,
             targets,
         })
+    }
+
+    /// `[daemon] metrics_address`: ADDRESS:PORT, or "off" or "" for none; absent: the default.
+    fn metrics_address(
+        &self,
+        raw: Option<&Spanned<String>>,
+        portals: &[SocketAddr],
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(m) = raw else {
+            return Ok(Some(DEFAULT_METRICS_ADDRESS));
+        };
+        let text = m.get_ref().trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        match text.parse::<SocketAddr>() {
+            Ok(a) if portals.contains(&a) => self.err(
+                m.span(),
+                "daemon.metrics_address".into(),
+                format!("{a} is also an iSCSI portal; pick another port"),
+            ),
+            Ok(a) => Ok(Some(a)),
+            Err(_) => self.err(
+                m.span(),
+                "daemon.metrics_address".into(),
+                "must be ADDRESS:PORT, e.g. \"127.0.0.1:9470\", or \"off\" (or \"\") to serve no metrics",
+            ),
+        }
     }
 
     fn check_unique_targets(&self, targets: &[TargetConfig]) -> Result<(), ConfigError> {
@@ -692,6 +732,7 @@ struct OutDaemon<'a> {
     portals: Vec<String>,
     nop_interval_seconds: u32,
     control_socket: String,
+    metrics_address: String,
     #[serde(skip)]
     _marker: std::marker::PhantomData<&'a ()>,
 }
@@ -757,6 +798,9 @@ impl Config {
                 portals: self.portals.iter().map(|p| p.to_string()).collect(),
                 nop_interval_seconds: self.nop_interval_seconds,
                 control_socket: absolute(&self.control_socket),
+                metrics_address: self
+                    .metrics_address
+                    .map_or_else(|| "off".to_string(), |a| a.to_string()),
                 _marker: std::marker::PhantomData,
             },
             target: self
@@ -934,6 +978,44 @@ block_size = 4096
             "secrets inside: owner only"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn metrics_address_default_off_and_errors() {
+        let c = Config::parse(GOOD, "t.toml", Path::new("/etc")).unwrap();
+        assert_eq!(c.metrics_address, Some(DEFAULT_METRICS_ADDRESS));
+        assert_eq!(DEFAULT_METRICS_ADDRESS.to_string(), "127.0.0.1:9470");
+        let with = |value: &str| {
+            let text = GOOD.replace(
+                "reactors = 2",
+                &format!("reactors = 2\nmetrics_address = {value}"),
+            );
+            Config::parse(&text, "t.toml", Path::new("/etc"))
+        };
+        assert_eq!(with("\"off\"").unwrap().metrics_address, None);
+        assert_eq!(with("\"\"").unwrap().metrics_address, None);
+        assert_eq!(
+            with("\"[::1]:9100\"").unwrap().metrics_address,
+            Some("[::1]:9100".parse().unwrap())
+        );
+        let e = with("\"localhost\"").unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.toml:5: field `daemon.metrics_address`") && e.contains("\"off\""),
+            "{e}"
+        );
+        let e = with("\"127.0.0.1:3260\"").unwrap_err().to_string();
+        assert!(
+            e.contains("daemon.metrics_address") && e.contains("portal"),
+            "{e}"
+        );
+        let e = with("9470").unwrap_err().to_string();
+        assert!(e.contains("t.toml:5:"), "{e}");
+        // Both forms survive the control API's rewrite of the file.
+        for value in ["\"off\"", "\"127.0.0.1:9999\""] {
+            let c = with(value).unwrap();
+            let back = Config::parse(&c.to_toml().unwrap(), "w.toml", Path::new("/")).unwrap();
+            assert_eq!(back.metrics_address, c.metrics_address);
+        }
     }
 
     #[test]

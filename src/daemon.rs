@@ -129,7 +129,8 @@ pub fn open_lun(
     let mode = ModeState::new(l.write_cache);
     Ok(
         LogicalUnit::new(l.lun, Volume::new(disk), geometry, identity, mode)
-            .with_pr_store(PrStore::new(&config.data_dir, &l.uuid)),
+            .with_pr_store(PrStore::new(&config.data_dir, &l.uuid))
+            .with_metrics(config.reactors.max(1)),
     )
 }
 
@@ -256,6 +257,7 @@ fn run_reactor(
             return;
         }
     };
+    crate::metrics::set_reactor_index(index);
     let _ = ready.send(Ok(reactor.handle()));
     let span = tracing::info_span!("reactor", index);
     let _g = span.enter();

@@ -210,6 +210,40 @@ pub fn current_handle() -> RemoteHandle {
     })
 }
 
+/// What a reactor holds right now, for the metrics endpoint. Read on the reactor's own thread
+/// (post [`stats`] there with [`RemoteHandle::run`]); nothing on the data path keeps these
+/// figures, they are counted when asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReactorStats {
+    /// Registered buffers in the pool.
+    pub buffers: usize,
+    /// Of those, free now.
+    pub free_buffers: usize,
+    /// io_uring operations submitted and not yet completed (those whose future was dropped
+    /// included, until the kernel lets go of them); the eventfd read is not counted.
+    pub ops_in_flight: usize,
+    /// Tasks alive on the reactor (connections, command workers, timers, ...).
+    pub tasks: usize,
+}
+
+/// The current thread's reactor figures; `None` outside a reactor thread. Costs a walk over the
+/// completion slots (about a thousand), so call it per scrape, never per command.
+pub fn stats() -> Option<ReactorStats> {
+    try_with_core(|core| {
+        let ops_in_flight = core.ops.try_borrow().map_or(0, |ops| {
+            ops.iter()
+                .filter(|(_, slot)| !matches!(slot, OpSlot::Done(..)))
+                .count()
+        });
+        ReactorStats {
+            buffers: core.pool.count(),
+            free_buffers: core.pool.free_count(),
+            ops_in_flight,
+            tasks: core.tasks.try_borrow().map_or(0, |t| t.len()),
+        }
+    })
+}
+
 /// One reactor; create it on the thread that will run it.
 pub struct Reactor {
     core: Rc<Core>,

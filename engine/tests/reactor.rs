@@ -198,3 +198,31 @@ fn remote_handle_runs_work_on_the_reactor_thread() {
     assert_ne!(ran_on, std::thread::current().id());
     drop(worker); // the worker loops until the process ends; detached on purpose
 }
+
+#[test]
+fn stats_count_buffers_operations_and_tasks() {
+    assert_eq!(
+        ringsan_engine::reactor::stats(),
+        None,
+        "not a reactor thread"
+    );
+    let r = reactor();
+    let (idle, busy) = r
+        .block_on(async {
+            let idle = ringsan_engine::reactor::stats().unwrap();
+            let held = buffer_pool().try_get().unwrap();
+            for _ in 0..3 {
+                spawn(ringsan_engine::time::sleep(Duration::from_secs(60)));
+            }
+            // Let the sleepers run once so their timeouts are submitted.
+            ringsan_engine::time::sleep(Duration::from_millis(1)).await;
+            let busy = ringsan_engine::reactor::stats().unwrap();
+            drop(held);
+            (idle, busy)
+        })
+        .unwrap();
+    assert_eq!((idle.buffers, idle.free_buffers, idle.tasks), (8, 8, 1));
+    assert_eq!(idle.ops_in_flight, 0);
+    assert_eq!((busy.buffers, busy.free_buffers, busy.tasks), (8, 7, 4));
+    assert_eq!(busy.ops_in_flight, 3, "three sleeping timeouts");
+}

@@ -78,7 +78,20 @@ fn main() -> anyhow::Result<()> {
         daemon.shutdown();
         std::process::exit(1);
     }
-    print_banner(&config, &daemon);
+    // Metrics are observability, not service: an address in use is logged and the target serves.
+    let metrics = config.metrics_address.and_then(|addr| {
+        match ringsan::metrics::http::start(daemon.server().clone(), addr) {
+            Ok(bound) => {
+                tracing::info!("metrics served at http://{bound}/metrics");
+                Some(bound)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "metrics endpoint not started; serving without it");
+                None
+            }
+        }
+    });
+    print_banner(&config, &daemon, metrics);
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "signal received");
     }
@@ -96,12 +109,15 @@ fn absolute(path: &std::path::Path) -> PathBuf {
     }
 }
 
-fn print_banner(config: &Config, daemon: &Daemon) {
+fn print_banner(config: &Config, daemon: &Daemon, metrics: Option<std::net::SocketAddr>) {
     println!(
         "ringsand {} serving on {:?}",
         env!("CARGO_PKG_VERSION"),
         daemon.portals
     );
+    if let Some(addr) = metrics {
+        println!("  metrics: http://{addr}/metrics");
+    }
     let Some(portal) = daemon.portals.first() else {
         return;
     };

@@ -151,6 +151,7 @@ async fn scsi_command(
         reader.discard_data(stream, data_len).await?;
         return Ok(());
     }
+    let admitted = std::time::Instant::now();
     let cdb = match parse_ahs(&header.ahs) {
         Ok(ahs) if ahs.extended_cdb.is_empty() => Cdb::Basic(cmd.cdb),
         Ok(ahs) => {
@@ -214,6 +215,7 @@ async fn scsi_command(
         lun_raw: cmd.lun,
         lun: decode_lun(cmd.lun),
         cmdsn: cmd.cmdsn,
+        admitted,
         buf,
         received,
         unsolicited_end: unsolicited_end.min(session.pool.buffer_size() as u64),

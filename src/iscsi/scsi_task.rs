@@ -13,7 +13,8 @@ use crate::iscsi::pdu::{DataIn, R2t, RESERVED_TAG};
 use crate::iscsi::session::{Residual, Session};
 use crate::iscsi::task::TaskCtl;
 use crate::iscsi::task_set::abort_preempted;
-use crate::scsi::exec::{execute, CommandContext};
+use crate::metrics::lun::{CommandRecord, OpClass};
+use crate::scsi::exec::{execute, CommandContext, CommandOutcome};
 use crate::scsi::lun::LogicalUnit;
 use crate::scsi::sense::ScsiStatus;
 use crate::scsi::transfer::{DataTransfer, TransferError};
@@ -233,7 +234,8 @@ impl Cdb {
 }
 
 /// Runs one admitted SCSI command to its end: executes it in the SCSI layer, sends its status
-/// (unless it rode on the last Data-In or the task was aborted), and unregisters the task.
+/// (unless it rode on the last Data-In or the task was aborted), records it in its logical
+/// unit's metrics, and unregisters the task.
 pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expected_len: u64) {
     let mut xfer = IscsiTransfer {
         session: session.clone(),
@@ -246,9 +248,15 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expe
         r2t_sn: 0,
         status_sent: false,
     };
+    // Held for the whole command: the TAS check and the metrics use this unit, even when it is
+    // removed from the target meanwhile.
+    let lu = session
+        .target
+        .as_ref()
+        .zip(task.lun)
+        .and_then(|(target, n)| target.lun(n));
     let outcome = match (&session.target, &session.nexus) {
         (Some(target), Some(nexus)) => {
-            let lu = task.lun.and_then(|n| target.lun(n));
             let list = |f: &mut dyn FnMut(&LogicalUnit)| {
                 for lu in target.luns() {
                     f(&lu);
@@ -265,11 +273,7 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expe
         _ => None,
     };
     if let Some(o) = outcome.as_ref().filter(|o| !o.abort_tasks_of.is_empty()) {
-        let tas = session
-            .target
-            .as_ref()
-            .and_then(|t| task.lun.and_then(|n| t.lun(n)))
-            .is_some_and(|lu| lu.mode().tas);
+        let tas = lu.as_ref().is_some_and(|lu| lu.mode().tas);
         let status = tas.then_some(ScsiStatus::TaskAborted.code());
         abort_preempted(&session, &o.abort_tasks_of, task.lun_raw, status).await;
     }
@@ -278,7 +282,7 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expe
             session.send_scsi_response(task.itt, status, None, Residual::default());
         }
     } else if !xfer.status_sent {
-        if let Some(outcome) = outcome {
+        if let Some(outcome) = &outcome {
             let residual = if outcome.status == ScsiStatus::Good.code() {
                 xfer.residual()
             } else {
@@ -295,6 +299,9 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expe
             );
         }
     }
+    if let Some(lu) = &lu {
+        record(lu, &task, &xfer, cdb.as_slice(), outcome.as_ref());
+    }
     session.tasks.borrow_mut().remove(&task.itt);
     if task.is_aborted() {
         session.note_aborted(task.itt);
@@ -304,4 +311,33 @@ pub async fn run_command(session: Rc<Session>, task: Rc<TaskCtl>, cdb: Cdb, expe
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
     task.finish();
+}
+
+/// Records the command's end in `lu`'s metrics: the status actually sent (GOOD when it rode on
+/// the last Data-In, TASK ABORTED or none for an aborted task), its sense key, the data moved
+/// both ways, and the time since its admission. No lock, no allocation.
+fn record(
+    lu: &LogicalUnit,
+    task: &TaskCtl,
+    xfer: &IscsiTransfer,
+    cdb: &[u8],
+    outcome: Option<&CommandOutcome>,
+) {
+    let (status, sense) = if xfer.status_sent {
+        (Some(ScsiStatus::Good.code()), None)
+    } else if task.is_aborted() {
+        (task.abort_status(), None)
+    } else {
+        (
+            outcome.map(|o| o.status),
+            outcome.and_then(|o| o.sense.as_deref()),
+        )
+    };
+    lu.metrics().record(&CommandRecord {
+        op: OpClass::of_cdb(cdb),
+        status,
+        sense,
+        bytes: xfer.in_offset + xfer.out_offset,
+        elapsed: task.admitted.elapsed(),
+    });
 }

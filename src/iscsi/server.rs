@@ -121,6 +121,11 @@ impl Server {
         }
     }
 
+    /// The reactors' remote handles (empty before start-up finished).
+    pub fn reactor_handles(&self) -> Vec<RemoteHandle> {
+        self.reactors.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// Binds `addr` and starts accepting on it (on the first reactor). Waits a little while the
     /// address is in use: a killed predecessor's listener lingers until the kernel has torn its
     /// io_uring down. Returns the bound address (with the real port when 0 was asked for).

@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use ringsan_engine::buffer::Buf;
 
@@ -39,6 +40,8 @@ pub struct TaskCtl {
     pub lun: Option<u16>,
     /// CmdSN of the command.
     pub cmdsn: u32,
+    /// When the command was admitted into the CmdSN window (its latency starts here).
+    pub admitted: Instant,
     /// Data-Out state.
     pub data: RefCell<DataOutState>,
     aborted: Cell<bool>,
@@ -58,6 +61,8 @@ pub struct NewTask {
     pub lun: Option<u16>,
     /// CmdSN.
     pub cmdsn: u32,
+    /// When the command was admitted.
+    pub admitted: Instant,
     /// The buffer the immediate data landed in (the first bytes of the command's data), if any.
     pub buf: Option<Buf>,
     /// Bytes of immediate data already in `buf`.
@@ -74,6 +79,7 @@ impl TaskCtl {
             lun_raw: t.lun_raw,
             lun: t.lun,
             cmdsn: t.cmdsn,
+            admitted: t.admitted,
             data: RefCell::new(DataOutState {
                 buf: t.buf,
                 chunk_start: 0,

@@ -9,6 +9,7 @@ use std::sync::{Mutex, RwLock};
 use ringsan_engine::range_lock::RangeLocks;
 use ringsan_engine::volume::Volume;
 
+use crate::metrics::lun::LunMetrics;
 use crate::scsi::geometry::LuGeometry;
 use crate::scsi::inquiry::LuIdentity;
 use crate::scsi::mode::ModeState;
@@ -38,6 +39,8 @@ pub struct LogicalUnit {
     /// Set while the unit is offline (see [`LogicalUnit::offline_reason`]).
     offline: AtomicBool,
     offline_reason: Mutex<Option<String>>,
+    /// Commands, bytes, latency and errors, recorded by the reactors without a lock.
+    metrics: LunMetrics,
 }
 
 impl LogicalUnit {
@@ -62,7 +65,20 @@ impl LogicalUnit {
             pr_gate: RangeLocks::default(),
             offline: AtomicBool::new(false),
             offline_reason: Mutex::new(None),
+            metrics: LunMetrics::default(),
         }
+    }
+
+    /// Gives the unit one metrics shard per reactor of a daemon with `reactors` of them (a new
+    /// unit has only the shared one that any thread may write).
+    pub fn with_metrics(mut self, reactors: usize) -> LogicalUnit {
+        self.metrics = LunMetrics::new(reactors);
+        self
+    }
+
+    /// The unit's metrics.
+    pub fn metrics(&self) -> &LunMetrics {
+        &self.metrics
     }
 
     /// Persists the reservation state in `store` (APTPL) and starts from what it holds. A file

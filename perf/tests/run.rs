@@ -50,13 +50,23 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A number that differs between calls (log file names of restarts).
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
 
 fn start_daemon(dir: &Path) -> Daemon {
-    let port = free_port();
+    start_daemon_on(dir, free_port())
+}
+
+/// Starts (or, with an existing folder, restarts) the daemon of `dir` on `port`.
+fn start_daemon_on(dir: &Path, port: u16) -> Daemon {
     let config = format!(
         "[daemon]\ndata_dir = \"{d}\"\nreactors = 2\nbuffer_count = 64\nmetrics_address = \"off\"\n\
          control_socket = \"{d}/control.sock\"\nportals = [\"127.0.0.1:{port}\"]\n\n\
@@ -65,7 +75,7 @@ fn start_daemon(dir: &Path) -> Daemon {
     );
     let cfg = dir.join("ringsan.toml");
     std::fs::write(&cfg, config).unwrap();
-    let log = dir.join("ringsand.log");
+    let log = dir.join(format!("ringsand-{}.log", unique()));
     let mut child = Command::new(ringsand())
         .arg("--config")
         .arg(&cfg)
@@ -205,4 +215,132 @@ fn an_unreachable_target_fails_the_run_with_the_reason() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+/// SIGKILL: no shutdown path of the daemon runs.
+fn kill(mut d: Daemon) {
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+}
+
+#[test]
+fn verify_through_a_sigkill_of_the_target_then_a_corrupted_block_is_named() {
+    let dir = scratch("perf-sigkill");
+    let daemon = start_daemon(&dir);
+    let port = daemon.addr.port();
+    let url = format!("iscsi://{}/{IQN}/0", daemon.addr);
+    let json = dir.join("through-kill.json");
+    let run = Command::new(PERF)
+        .args(["run", "--url", &url, "--rw", "randrw", "--bs", "4k"])
+        .args([
+            "--iodepth",
+            "8",
+            "--size",
+            "4m",
+            "--runtime",
+            "7",
+            "--verify",
+        ])
+        .args(["--timeout", "10", "--quiet", "--json"])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    kill(daemon);
+    // Down for longer than two seconds, so at least one whole measured second sees nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    let daemon = start_daemon_on(&dir, port);
+    let out = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = RunResult::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(!r.reconnects.is_empty(), "the run reconnected: {stdout}");
+    let downtime = r
+        .reconnects
+        .iter()
+        .map(|c| c.downtime_ms)
+        .fold(0.0, f64::max);
+    assert!(
+        downtime >= 2000.0,
+        "the stall's length is reported: {:?}",
+        r.reconnects
+    );
+    assert!(
+        !r.stalls.is_empty(),
+        "a second without completions is named: {stdout}"
+    );
+    let longest = r.longest_io.expect("I/O completed");
+    assert!(longest.latency_ns >= 2_000_000_000, "{longest:?}");
+    let v = r.verify.expect("--verify results");
+    assert_eq!(
+        v.counts.blocks_mismatched, 0,
+        "no acknowledged write lost: {:?}",
+        v.mismatches
+    );
+    assert!(v.counts.blocks_ok > 0, "{v:?}");
+    assert!(
+        r.intervals.iter().rev().take(2).all(|i| i.ops > 0),
+        "I/O resumed: {stdout}"
+    );
+
+    // Corrupt one byte of a stamped block in the backing file, then read the region back.
+    kill(daemon);
+    let image = dir.join("lun0.img");
+    let mut bytes = std::fs::read(&image).unwrap();
+    let at = (0..4 << 20)
+        .step_by(512)
+        .find(|&o: &usize| bytes[o..o + 8] == ringsan_perf::stamp::MAGIC)
+        .expect("the run stamped blocks");
+    bytes[at + 100] ^= 0xff;
+    std::fs::write(&image, &bytes).unwrap();
+    let daemon = start_daemon_on(&dir, port);
+    let json = dir.join("read-back.json");
+    let url = format!("iscsi://{}/{IQN}/0", daemon.addr);
+    let out = Command::new(PERF)
+        .args([
+            "run",
+            "--url",
+            &url,
+            "--rw",
+            "read",
+            "--bs",
+            "4k",
+            "--iodepth",
+            "4",
+        ])
+        .args([
+            "--size",
+            "4m",
+            "--runtime",
+            "1",
+            "--verify",
+            "--quiet",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a mismatch is exit status 1: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let r = RunResult::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = r.verify.expect("--verify results");
+    let lba = (at / 512) as u64;
+    assert!(v.counts.blocks_mismatched > 0, "{v:?}");
+    assert!(
+        v.mismatches.iter().all(|m| m.lba == lba),
+        "only the corrupted block, LBA {lba}: {:?}",
+        v.mismatches
+    );
+    assert_eq!(v.mismatches.first().map(|m| m.lba), Some(lba));
 }

@@ -22,8 +22,10 @@ import argparse, json, os, resource, statistics, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-FIO = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "fio-libiscsi"))
-PERF = os.path.join(ROOT, "target", "release", "ringsan-perf")
+# Commands, overridable (split on spaces) to run from a bundle or pinned to some CPUs, e.g.
+# RINGSAN_FIO="taskset -c 8-15 bundle/lib/ld-linux-x86-64.so.2 --library-path bundle/lib bundle/bin/fio"
+FIO = os.environ.get("RINGSAN_FIO", os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "fio-libiscsi"))).split()
+PERF = os.environ.get("RINGSAN_PERF", os.path.join(ROOT, "target", "release", "ringsan-perf")).split()
 RAMP = 2
 JOBS = "4k-randread-qd1,4k-randread-qd32,4k-randwrite-qd1,4k-randwrite-qd32"
 
@@ -40,7 +42,7 @@ def cpu_per_io(cpu_s, iops, runtime):
 
 def fio(url, job, runtime):
     bs, pattern, qd = job.split("-")
-    args = [FIO, "--name=" + job, "--ioengine=libiscsi", "--filename=" + url.replace(":", "\\:"),
+    args = FIO + ["--name=" + job, "--ioengine=libiscsi", "--filename=" + url.replace(":", "\\:"),
             "--initiator=iqn.2026-11.org.bench:fio", "--rw=" + pattern, "--bs=" + bs,
             "--iodepth=" + qd[2:], "--size=1g", "--time_based", "--runtime=%d" % runtime,
             "--ramp_time=%d" % RAMP, "--lat_percentiles=1", "--percentile_list=50",
@@ -59,7 +61,7 @@ def fio(url, job, runtime):
 def perf(url, job, runtime):
     bs, pattern, qd = job.split("-")
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        args = [PERF, "run", "--url", url, "--rw", pattern, "--bs", bs, "--iodepth", qd[2:],
+        args = PERF + ["run", "--url", url, "--rw", pattern, "--bs", bs, "--iodepth", qd[2:],
                 "--size", "1g", "--runtime", str(runtime), "--ramp", str(RAMP), "--quiet",
                 "--initiator", "iqn.2026-11.org.bench:ringsan-perf", "--json", f.name]
         before = children_cpu_s()

@@ -9,6 +9,9 @@ machine lent to some sessions), so it runs from a self-contained bundle:
                                       ringsand, fio with the libiscsi engine, tgtd and tgtadm and
                                       every shared library they load (the loader and libc too)
                                       into DIR, so they run on any x86-64 Linux
+  perf/scale_cores.py agreement DIR OUT [--runtime 3] [--rounds 3] [--reactors 4]
+                                      (there): perf/agreement.py, fio against ringsan-perf, with
+                                      the clients pinned to the second half of the CPUs
   perf/scale_cores.py run DIR OUT [--runtime 8] [--rounds 2] [--counts 1,2,4,8]
                                       (there, as root): for each N in counts, ringsand with N
                                       reactors against N fio sessions (libiscsi engine, one
@@ -50,6 +53,7 @@ def bundle(a):
     cache = os.environ.get("RINGSAN_BENCH_CACHE", "/var/cache/ringsan-bench")
     bins = {"ringsand": os.path.join(root, "target/release/ringsand"),
             "fio": os.path.join(cache, "fio-3.33/fio"),
+            "ringsan-perf": os.path.join(root, "target/release/ringsan-perf"),
             "tgtd": shutil.which("tgtd") or "/usr/sbin/tgtd",
             "tgtadm": shutil.which("tgtadm") or "/usr/sbin/tgtadm"}
     os.makedirs(os.path.join(a.dir, "bin"), exist_ok=True)
@@ -250,6 +254,34 @@ def run(a):
     report(result)
 
 
+def agreement(a):
+    """fio against ringsan-perf (perf/agreement.py) with the client pinned away from the target,
+    so neither client's CPU use can slow the target down."""
+    b = Bundle(a.dir)
+    os.makedirs(a.out, exist_ok=True)
+    target_cpus, client_cpus, half = cpus_halves()
+    files = {}
+    for name in ("ringsan", "tgtd"):
+        path = "/dev/shm/agree-%s.img" % name
+        subprocess.run(["dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=1024", "status=none"],
+                       check=True)
+        files[name] = path
+    tgtd = start_tgtd(b, a.out, files["tgtd"], target_cpus)
+    rs = start_ringsand(b, a.out, a.reactors, files["ringsan"], target_cpus)
+    env = dict(os.environ)
+    env["RINGSAN_FIO"] = " ".join(pin(client_cpus) + b.cmd("fio"))
+    env["RINGSAN_PERF"] = " ".join(pin(client_cpus) + b.cmd("ringsan-perf"))
+    try:
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "agreement.py"),
+                        "--target", "ringsand=iscsi://127.0.0.1:%d/%s/0" % (RS_PORT, RS_IQN),
+                        "--target", "tgtd=iscsi://127.0.0.1:%d/%s/1" % (TGT_PORT, TGT_IQN),
+                        "--rounds", str(a.rounds), "--runtime", str(a.runtime),
+                        "--json", os.path.join(a.out, "agreement.json")], env=env, check=True)
+    finally:
+        stop(rs)
+        stop(tgtd)
+
+
 def report(result):
     print("\n| job | N (reactors = sessions) | ringsan IOPS | tgtd IOPS | ratio | ringsan p99 us | "
           "tgtd p99 us | ringsan CPU us/IO | tgtd CPU us/IO | ringsan cores busy |")
@@ -286,6 +318,12 @@ def main():
     pr.add_argument("--rounds", type=int, default=2)
     pr.add_argument("--counts", default="1,2,4,8")
     pr.add_argument("--jobs", default="4k-randread-qd32")
+    pa = sub.add_parser("agreement")
+    pa.add_argument("dir")
+    pa.add_argument("out")
+    pa.add_argument("--runtime", type=int, default=3)
+    pa.add_argument("--rounds", type=int, default=3)
+    pa.add_argument("--reactors", type=int, default=4)
     pp = sub.add_parser("report")
     pp.add_argument("json")
     a = p.parse_args()
@@ -293,6 +331,8 @@ def main():
         bundle(a)
     elif a.cmd == "run":
         run(a)
+    elif a.cmd == "agreement":
+        agreement(a)
     else:
         report(json.load(open(a.json)))
 

@@ -3,113 +3,13 @@
 //! verified random read/write load, and checks the JSON result; plus the exit codes of a bad
 //! URL and an unreachable target.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
 use ringsan_perf::result::{Latency, RunResult};
-
-const IQN: &str = "iqn.2026-11.io.ringsan:perf-test";
-const PERF: &str = env!("CARGO_BIN_EXE_ringsan-perf");
-
-/// A running daemon, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `ringsand` from the same build as `ringsan-perf` (the workspace test command builds every
-/// binary of the workspace into one folder).
-fn ringsand() -> PathBuf {
-    let dir = Path::new(PERF)
-        .parent()
-        .expect("ringsan-perf sits in a folder");
-    let path = dir.join("ringsand");
-    assert!(
-        path.exists(),
-        "{} is missing: build the whole workspace first (cargo test --workspace builds every binary)",
-        path.display()
-    );
-    path
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A number that differs between calls (log file names of restarts).
-fn unique() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn start_daemon(dir: &Path) -> Daemon {
-    start_daemon_on(dir, free_port())
-}
-
-/// Starts (or, with an existing folder, restarts) the daemon of `dir` on `port`.
-fn start_daemon_on(dir: &Path, port: u16) -> Daemon {
-    let config = format!(
-        "[daemon]\ndata_dir = \"{d}\"\nreactors = 2\nbuffer_count = 64\nmetrics_address = \"off\"\n\
-         control_socket = \"{d}/control.sock\"\nportals = [\"127.0.0.1:{port}\"]\n\n\
-         [[target]]\niqn = \"{IQN}\"\n\n[[target.lun]]\nlun = 0\npath = \"lun0.img\"\nsize = \"64M\"\nblock_size = 512\n",
-        d = dir.display()
-    );
-    let cfg = dir.join("ringsan.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let log = dir.join(format!("ringsand-{}.log", unique()));
-    let mut child = Command::new(ringsand())
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start ringsand");
-    // The banner comes once every portal is bound.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("serving on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let d = Daemon { child, addr, log };
-    assert!(
-        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
-        "ringsand did not start; log:\n{}",
-        std::fs::read_to_string(&d.log).unwrap_or_default()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&d.addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "ringsand does not accept connections"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    d
-}
 
 fn assert_ordered(what: &str, l: &Latency) {
     let chain = [

@@ -196,11 +196,22 @@ impl Bitmap {
 
     /// ORs `other` (the peer's bitmap of the same volume and granule) into this one.
     pub fn merge(&mut self, other: &Bitmap) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
+        self.merge_words(&other.words);
+    }
+
+    /// ORs the words of a bitmap of the same geometry (the peer's, as received) into this one;
+    /// words past this bitmap's end are ignored.
+    pub fn merge_words(&mut self, words: &[u64]) {
+        for (a, b) in self.words.iter_mut().zip(words) {
             *a |= *b;
         }
         self.mask_tail();
         self.recount();
+    }
+
+    /// The bits as words (64 bits each, bit 0 of word 0 first).
+    pub fn words(&self) -> &[u64] {
+        &self.words
     }
 
     fn mask_tail(&mut self) {

@@ -90,6 +90,11 @@ impl GenIds {
     pub fn new_generation(&mut self, fresh_id: u64) {
         if self.bitmap == 0 {
             self.bitmap = self.current;
+        } else {
+            // Already tracking since an older shared generation: the bitmap covers this one
+            // too. Keep it in history: a peer may have taken it (a resync that ended on the
+            // target while this side did not hear of it), and must then get a full sync.
+            self.history = [self.current, self.history[0]];
         }
         self.current = nonzero(fresh_id);
     }
@@ -227,6 +232,20 @@ mod tests {
         p.new_generation(30);
         assert_eq!(p.bitmap, 10);
         assert_eq!(both(&p, OK, &s, OK), SourceBitmap);
+    }
+
+    #[test]
+    fn a_target_that_adopted_unheard_gets_a_full_sync_not_a_stale_source_role() {
+        // p resyncs s; s adopts p's generation 20, but p never hears the resync ended, and
+        // goes on alone.
+        let mut p = GenIds::fresh(10);
+        let mut s = p;
+        p.new_generation(20);
+        s.adopt(&p);
+        p.new_generation(30);
+        assert_eq!(p.bitmap, 10);
+        assert_eq!(p.history[0], 20);
+        assert_eq!(both(&p, OK, &s, OK), SourceFull);
     }
 
     #[test]

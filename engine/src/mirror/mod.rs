@@ -7,8 +7,17 @@
 //! - [`activity_log`]: the hot extents writes may be in flight to, which bound the resync
 //!   after a crash of the Primary.
 //! - [`meta`]: the on-disk metadata layout: superblock, activity-log ring, bitmap pages.
+//! - [`msg`]: the messages of the mirror link, roles and connection states.
+//! - [`replica`]: the replication core of one volume on one node (protocol C writes, degraded
+//!   mode, handshake, resync, roles), a state machine without I/O that the daemon drives over
+//!   io_uring and `engine/tests/mirror_sim.rs` drives under a seeded fault scheduler.
+//!
+//! Not built yet: the wire format (framing, HMAC, CRC32C), the async driver over the disk,
+//! network and clock traits, the daemon's configuration and `target-admin volume`.
 
 pub mod activity_log;
 pub mod bitmap;
 pub mod gi;
 pub mod meta;
+pub mod msg;
+pub mod replica;

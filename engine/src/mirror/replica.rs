@@ -1,0 +1,1610 @@
+//! The replication core of one volume on one node: DRBD protocol C between a Primary and a
+//! Secondary, as a state machine without I/O. Inputs (requests from above, completions of the
+//! local disk and metadata writes, messages from the peer, link up and down, admin commands)
+//! go in through [`Replica::handle`]; what must happen comes out as [`Action`]s, in order, for a
+//! driver to carry out: the daemon's driver over io_uring, or the deterministic simulator.
+//!
+//! The rules it keeps:
+//! - A write completes only when the local write and the peer's are both done (stable when the
+//!   write asked for it), or the peer is gone and the write is marked in the bitmap under a new
+//!   data generation that is on disk.
+//! - Every write (on either node) first has its extent in the committed activity log, so a
+//!   crash leaves a bounded set to resync.
+//! - Operations on overlapping ranges (application writes, the peer's writes, resync reads and
+//!   writes) run one at a time in arrival order on both nodes, so both apply them in one order.
+//! - On connect, the generation identifiers decide: in sync, bitmap or full resync and its
+//!   direction, or split brain / unrelated data, which leave the volume StandAlone.
+//! - The resync is driven by its target, a window of ranges at a time; its source reads a range
+//!   only when no write to it is in flight, and sends the data before any later write to it.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::mirror::activity_log::{ActivityLog, Admit, Transaction};
+use crate::mirror::bitmap::{Bitmap, PAGE_BYTES};
+use crate::mirror::gi::{decide, CopyFlags, Decision, GenIds};
+use crate::mirror::meta::{DiskState, Superblock};
+use crate::mirror::msg::{ConnState, Hello, Msg, Role};
+
+/// What configures one replica.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bytes of a resync request.
+    pub resync_chunk: u64,
+    /// Resync requests the target keeps outstanding.
+    pub resync_window: usize,
+    /// Seed of the generator of new generation ids (the daemon seeds it from the OS).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            resync_chunk: 256 * 1024,
+            resync_window: 8,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// This node is not Primary: the LUN is unavailable here (NOT READY, 02h/04h/0Ch).
+    NotPrimary,
+    /// No UpToDate copy can be reached (NOT READY, 02h/04h/0Ch).
+    Unavailable,
+    /// The local disk failed the I/O.
+    Io,
+    /// The admin command is not possible now (the reason is logged).
+    Refused,
+}
+
+/// What the layer above or the admin asks, the disk and metadata report, or the link brings.
+#[derive(Debug)]
+pub enum Input<P> {
+    /// Write `data` (`len` bytes) at `offset`; `durable` when it must be stable on completion.
+    Write {
+        /// The request's id, echoed in [`Action::Complete`].
+        id: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// WCE=0 or FUA.
+        durable: bool,
+        /// The bytes.
+        data: P,
+    },
+    /// Make every completed write stable on both copies (SYNCHRONIZE CACHE).
+    Flush {
+        /// The request's id.
+        id: u64,
+    },
+    /// Read `len` bytes at `offset`.
+    Read {
+        /// The request's id.
+        id: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// An [`Action::WriteLocal`] ended.
+    LocalWritten {
+        /// Its token.
+        token: u64,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// An [`Action::ReadLocal`] ended with the data, or None on failure.
+    LocalRead {
+        /// Its token.
+        token: u64,
+        /// The bytes.
+        data: Option<P>,
+    },
+    /// An [`Action::FlushLocal`] ended.
+    LocalFlushed {
+        /// Its token.
+        token: u64,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// An [`Action::WriteMeta`] is stable.
+    MetaWritten {
+        /// Its token.
+        token: u64,
+    },
+    /// The link to the peer is up and authenticated.
+    LinkUp,
+    /// The link is gone.
+    LinkDown,
+    /// A message from the peer, with the link's sequence number of it (0, 1, 2, ... from
+    /// [`Input::LinkUp`]).
+    Message {
+        /// Its sequence number on this link.
+        seq: u64,
+        /// The message.
+        msg: Msg<P>,
+    },
+    /// Admin: become Primary; `force` takes this copy as UpToDate whatever its state.
+    Promote {
+        /// Echoed.
+        id: u64,
+        /// Force.
+        force: bool,
+    },
+    /// Admin: become Secondary.
+    Demote {
+        /// Echoed.
+        id: u64,
+    },
+    /// Admin: leave StandAlone and connect again.
+    Connect {
+        /// Echoed.
+        id: u64,
+    },
+    /// Admin: in a split brain, give up this copy's changes and take the peer's.
+    DiscardMyData {
+        /// Echoed.
+        id: u64,
+    },
+}
+
+/// A metadata write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaWrite {
+    /// The superblock, to its slot.
+    Superblock(Superblock),
+    /// Bitmap pages, then an activity-log transaction, in that order; when `flush_data_first`,
+    /// the local copy is flushed before either (a transaction that drops extents must not
+    /// land before the writes to them that completed into the disk's cache are stable, or a
+    /// crash could lose such a write with nothing left to mark it: DRBD writes its activity
+    /// log with a pre-flush for the same reason).
+    Al {
+        /// Flush the data disk first.
+        flush_data_first: bool,
+        /// Pages to write first: index and bytes.
+        pages: Vec<(usize, Box<[u8; PAGE_BYTES]>)>,
+        /// The transaction.
+        tx: Transaction,
+    },
+}
+
+/// What the driver must do, in the order given.
+#[derive(Debug)]
+pub enum Action<P> {
+    /// Write to the local copy; report [`Input::LocalWritten`].
+    WriteLocal {
+        /// Echo in the report.
+        token: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Stable on completion.
+        durable: bool,
+        /// The bytes.
+        data: P,
+    },
+    /// Read from the local copy; report [`Input::LocalRead`].
+    ReadLocal {
+        /// Echo in the report.
+        token: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// Flush the local copy; report [`Input::LocalFlushed`].
+    FlushLocal {
+        /// Echo in the report.
+        token: u64,
+    },
+    /// Write metadata stably; report [`Input::MetaWritten`].
+    WriteMeta {
+        /// Echo in the report.
+        token: u64,
+        /// What.
+        what: MetaWrite,
+    },
+    /// Send to the peer, after everything sent before.
+    Send(Msg<P>),
+    /// Drop the link (a protocol error, split brain, ...); the reason is for the log.
+    Disconnect(String),
+    /// A request or admin command ended.
+    Complete {
+        /// Its id.
+        id: u64,
+        /// Read data (for a read), or why it failed.
+        result: Result<Option<P>, Failure>,
+    },
+}
+
+/// Counters of what the replica did, for status and for the tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Bytes the resync wrote here as its target.
+    pub resync_written_bytes: u64,
+    /// Bytes the resync read here as its source.
+    pub resync_read_bytes: u64,
+    /// Out-of-sync bytes when the last resync started (after the bitmaps were merged).
+    pub resync_planned_bytes: u64,
+    /// Resyncs that ended.
+    pub resyncs_done: u64,
+    /// Connections refused for split brain.
+    pub split_brains: u64,
+}
+
+/// What an operation waiting for its range (and its activity-log extents) is.
+#[derive(Debug)]
+enum Op<P> {
+    AppWrite {
+        id: u64,
+        durable: bool,
+        data: P,
+    },
+    PeerWrite {
+        seq: u64,
+        durable: bool,
+        data: P,
+        /// The link it came on: its acknowledgement belongs to that link alone.
+        link: u64,
+    },
+    ResyncWrite {
+        data: P,
+        link: u64,
+    },
+    ResyncRead {
+        link: u64,
+    },
+}
+
+impl<P> Op<P> {
+    fn needs_al(&self) -> bool {
+        matches!(self, Op::AppWrite { .. } | Op::PeerWrite { .. })
+    }
+}
+
+#[derive(Debug)]
+struct Waiting<P> {
+    offset: u64,
+    len: u64,
+    op: Op<P>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PeerPart {
+    Waiting(u64),
+    Acked,
+    Missed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LocalPart {
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+enum Running {
+    AppWrite {
+        id: u64,
+        local: LocalPart,
+        peer: PeerPart,
+        /// The write was marked in the bitmap and must wait for the new generation on disk.
+        generation: u64,
+    },
+    PeerWrite {
+        seq: u64,
+        link: u64,
+    },
+    ResyncWrite {
+        link: u64,
+    },
+    ResyncRead {
+        link: u64,
+    },
+}
+
+#[derive(Debug)]
+struct InFlight {
+    offset: u64,
+    len: u64,
+    al: bool,
+    what: Running,
+}
+
+#[derive(Debug)]
+enum Token {
+    Range,
+    Read { id: u64 },
+    Flush(u64),
+    PeerBarrier { id: u64, link: u64 },
+    Meta(MetaKind),
+}
+
+#[derive(Debug)]
+enum MetaKind {
+    Superblock,
+    Al(Transaction),
+}
+
+#[derive(Debug)]
+struct Flush {
+    id: u64,
+    local: Option<bool>,
+    peer: Option<bool>,
+}
+
+/// What to do once the superblock that holds a change is on disk.
+#[derive(Debug)]
+enum AfterSb {
+    Complete(u64),
+    GenerationDurable(u64),
+    SendResyncDone(u64),
+    StartSyncTarget(u64),
+}
+
+/// The replication state of one volume on one node.
+pub struct Replica<P> {
+    cfg: Config,
+    sb: Superblock,
+    role: Role,
+    conn: ConnState,
+    crashed_primary: bool,
+    discard_my_data: bool,
+    bitmap: Bitmap,
+    al: ActivityLog,
+    al_shift: u32,
+    rng: u64,
+    next_token: u64,
+    tokens: HashMap<u64, Token>,
+    waiting: VecDeque<Waiting<P>>,
+    in_flight: HashMap<u64, InFlight>,
+    flushes: HashMap<u64, Flush>,
+    next_barrier: u64,
+    barrier_of: HashMap<u64, u64>,
+    /// The link's incarnation (0 while down): a new number on every LinkUp, so completions of a
+    /// previous link's operations do not answer on the new one.
+    link: u64,
+    links_made: u64,
+    rx_seq: u64,
+    peer: Option<Hello>,
+    peer_bitmap_seen: bool,
+    decision: Option<Decision>,
+    next_data_seq: u64,
+    data_waiters: HashMap<u64, u64>,
+    /// Generation counter of "the current generation is on disk": writes marked in the bitmap
+    /// complete only once `durable_generation` reaches the one they were marked under.
+    generation: u64,
+    durable_generation: u64,
+    sb_in_flight: Option<Vec<AfterSb>>,
+    sb_next: Option<Vec<AfterSb>>,
+    resync_cursor: u64,
+    resync_outstanding: usize,
+    counters: Counters,
+}
+
+/// Where the replica stands, for status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node's role.
+    pub role: Role,
+    /// The peer's role, when connected.
+    pub peer_role: Option<Role>,
+    /// The link.
+    pub conn: ConnState,
+    /// This copy's state.
+    pub disk: DiskState,
+    /// The peer's copy's state, when connected.
+    pub peer_disk: Option<DiskState>,
+    /// Bytes marked out of sync.
+    pub out_of_sync_bytes: u64,
+    /// The generation identifiers.
+    pub gen: GenIds,
+    /// The last connect found split brain.
+    pub split_brain: bool,
+}
+
+impl<P: Clone> Replica<P> {
+    /// Opens the replica from its metadata as read back: the superblock, the activity log's
+    /// extents of the newest transaction, and the bitmap. It starts Secondary and Connecting.
+    /// Extents left in the log (an unclean stop) are marked out of sync, and that is written
+    /// before any write starts (the first actions).
+    pub fn open(
+        cfg: Config,
+        sb: Superblock,
+        al_extents: &[u32],
+        mut bitmap: Bitmap,
+        out: &mut Vec<Action<P>>,
+    ) -> Replica<P> {
+        let al_shift = sb.al_extent_shift;
+        let al = ActivityLog::new(al_shift, sb.al_extents as usize, 0);
+        let crashed_primary = sb.primary;
+        let mut dirty_pages = Vec::new();
+        for &e in al_extents {
+            let start = u64::from(e) << al_shift;
+            bitmap.mark(start, 1u64 << al_shift);
+            let end = (start + (1u64 << al_shift)).min(sb.volume_bytes.max(1)) - 1;
+            for p in bitmap.page_of(start)..=bitmap.page_of(end) {
+                if !dirty_pages.contains(&p) {
+                    dirty_pages.push(p);
+                }
+            }
+        }
+        let rng = cfg.seed | 1;
+        let mut r = Replica {
+            cfg,
+            role: Role::Secondary,
+            conn: ConnState::Connecting,
+            crashed_primary,
+            discard_my_data: false,
+            bitmap,
+            al,
+            al_shift,
+            rng,
+            next_token: 1,
+            tokens: HashMap::new(),
+            waiting: VecDeque::new(),
+            in_flight: HashMap::new(),
+            flushes: HashMap::new(),
+            next_barrier: 1,
+            barrier_of: HashMap::new(),
+            link: 0,
+            links_made: 0,
+            rx_seq: 0,
+            peer: None,
+            peer_bitmap_seen: false,
+            decision: None,
+            next_data_seq: 0,
+            data_waiters: HashMap::new(),
+            generation: 0,
+            durable_generation: 0,
+            sb_in_flight: None,
+            sb_next: None,
+            resync_cursor: 0,
+            resync_outstanding: 0,
+            counters: Counters::default(),
+            sb,
+        };
+        if !al_extents.is_empty() {
+            // Rewrite the marked pages, then empty the log: its extents are in the bitmap now.
+            if let Some(tx) = r.al.clear() {
+                let pages = dirty_pages.into_iter().map(|p| (p, r.page(p))).collect();
+                r.meta(
+                    MetaWrite::Al {
+                        flush_data_first: true,
+                        pages,
+                        tx: tx.clone(),
+                    },
+                    MetaKind::Al(tx),
+                    out,
+                );
+            }
+        }
+        r
+    }
+
+    /// This node's view, for status.
+    pub fn status(&self) -> Status {
+        Status {
+            role: self.role,
+            peer_role: self.peer.as_ref().map(|p| p.role),
+            conn: self.conn,
+            disk: self.sb.disk,
+            peer_disk: self.peer.as_ref().map(|p| p.disk),
+            out_of_sync_bytes: self.bitmap.out_of_sync_bytes(),
+            gen: self.sb.gen,
+            split_brain: self.decision == Some(Decision::SplitBrain),
+        }
+    }
+
+    /// What it did so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The bitmap.
+    pub fn bitmap(&self) -> &Bitmap {
+        &self.bitmap
+    }
+
+    /// Operations in flight or waiting (writes, resync, flushes).
+    pub fn busy(&self) -> usize {
+        self.in_flight.len() + self.waiting.len() + self.flushes.len()
+    }
+
+    /// Handles one input, appending what must happen to `out`.
+    pub fn handle(&mut self, input: Input<P>, out: &mut Vec<Action<P>>) {
+        match input {
+            Input::Write {
+                id,
+                offset,
+                len,
+                durable,
+                data,
+            } => self.app_write(id, offset, len, durable, data, out),
+            Input::Flush { id } => self.app_flush(id, out),
+            Input::Read { id, offset, len } => self.app_read(id, offset, len, out),
+            Input::LocalWritten { token, ok } => self.local_written(token, ok, out),
+            Input::LocalRead { token, data } => self.local_read(token, data, out),
+            Input::LocalFlushed { token, ok } => self.local_flushed(token, ok, out),
+            Input::MetaWritten { token } => self.meta_written(token, out),
+            Input::LinkUp => self.link_up(out),
+            Input::LinkDown => self.link_down(out),
+            Input::Message { seq, msg } => {
+                if self.conn == ConnState::StandAlone || self.peer_link_dead() {
+                    return;
+                }
+                if seq != self.rx_seq {
+                    tracing::warn!(
+                        expected = self.rx_seq,
+                        got = seq,
+                        kind = msg.kind(),
+                        "mirror: message out of sequence (duplicated, lost or reordered): link dropped"
+                    );
+                    out.push(Action::Disconnect(format!(
+                        "message {seq} out of sequence (expected {})",
+                        self.rx_seq
+                    )));
+                    self.link_down(out);
+                    return;
+                }
+                self.rx_seq += 1;
+                self.message(msg, out);
+            }
+            Input::Promote { id, force } => self.promote(id, force, out),
+            Input::Demote { id } => self.demote(id, out),
+            Input::Connect { id } => {
+                if self.conn == ConnState::StandAlone {
+                    self.conn = ConnState::Connecting;
+                }
+                out.push(Action::Complete {
+                    id,
+                    result: Ok(None),
+                });
+            }
+            Input::DiscardMyData { id } => {
+                if self.role == Role::Primary {
+                    self.refuse(id, "discard-my-data on the Primary: demote first", out);
+                    return;
+                }
+                self.discard_my_data = true;
+                if self.conn == ConnState::StandAlone {
+                    self.conn = ConnState::Connecting;
+                }
+                out.push(Action::Complete {
+                    id,
+                    result: Ok(None),
+                });
+            }
+        }
+    }
+
+    fn peer_link_dead(&self) -> bool {
+        self.link == 0
+    }
+
+    fn token(&mut self, t: Token) -> u64 {
+        let n = self.next_token;
+        self.next_token += 1;
+        self.tokens.insert(n, t);
+        n
+    }
+
+    fn range_token(&mut self) -> u64 {
+        let n = self.next_token;
+        self.next_token += 1;
+        self.tokens.insert(n, Token::Range);
+        n
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn page(&self, index: usize) -> Box<[u8; PAGE_BYTES]> {
+        let mut page = Box::new([0u8; PAGE_BYTES]);
+        self.bitmap.page_bytes(index, &mut page);
+        page
+    }
+
+    fn meta(&mut self, what: MetaWrite, kind: MetaKind, out: &mut Vec<Action<P>>) {
+        let token = self.token(Token::Meta(kind));
+        out.push(Action::WriteMeta { token, what });
+    }
+
+    /// Writes the superblock as it stands now (one write at a time; changes made while one is
+    /// in flight go into the next), running `after` once a write holding the change is stable.
+    fn persist(&mut self, after: Option<AfterSb>, out: &mut Vec<Action<P>>) {
+        if self.sb_in_flight.is_some() {
+            let next = self.sb_next.get_or_insert_with(Vec::new);
+            next.extend(after);
+            return;
+        }
+        self.write_sb(after.into_iter().collect(), out);
+    }
+
+    fn write_sb(&mut self, after: Vec<AfterSb>, out: &mut Vec<Action<P>>) {
+        self.sb.seq += 1;
+        self.sb.primary = self.role == Role::Primary || self.crashed_primary;
+        self.sb_in_flight = Some(after);
+        let sb = self.sb.clone();
+        self.meta(MetaWrite::Superblock(sb), MetaKind::Superblock, out);
+    }
+
+    fn connected_to_peer(&self) -> bool {
+        matches!(
+            self.conn,
+            ConnState::Connected | ConnState::SyncSource | ConnState::SyncTarget
+        )
+    }
+
+    /// The link is up and the two are exchanging state and bitmaps.
+    fn handshaking(&self) -> bool {
+        self.link != 0 && self.conn == ConnState::Connecting
+    }
+
+    /// Writes are sent to the peer: it is connected and has (or is getting) a copy.
+    fn replicating(&self) -> bool {
+        self.connected_to_peer()
+            && self
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.disk != DiskState::Diskless)
+    }
+
+    // ---- requests from above -------------------------------------------------------------
+
+    fn app_write(
+        &mut self,
+        id: u64,
+        offset: u64,
+        len: u64,
+        durable: bool,
+        data: P,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if self.role != Role::Primary {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::NotPrimary),
+            });
+            return;
+        }
+        self.waiting.push_back(Waiting {
+            offset,
+            len,
+            op: Op::AppWrite { id, durable, data },
+        });
+        self.pump(out);
+    }
+
+    fn app_read(&mut self, id: u64, offset: u64, len: u64, out: &mut Vec<Action<P>>) {
+        if self.role != Role::Primary {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::NotPrimary),
+            });
+            return;
+        }
+        if self.sb.disk != DiskState::UpToDate {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::Unavailable),
+            });
+            return;
+        }
+        let token = self.token(Token::Read { id });
+        out.push(Action::ReadLocal { token, offset, len });
+    }
+
+    fn app_flush(&mut self, id: u64, out: &mut Vec<Action<P>>) {
+        if self.role != Role::Primary {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::NotPrimary),
+            });
+            return;
+        }
+        let token = self.token(Token::Flush(id));
+        out.push(Action::FlushLocal { token });
+        let peer = if self.replicating() {
+            let b = self.next_barrier;
+            self.next_barrier += 1;
+            self.barrier_of.insert(b, id);
+            out.push(Action::Send(Msg::Barrier { id: b }));
+            None
+        } else {
+            Some(true)
+        };
+        self.flushes.insert(
+            id,
+            Flush {
+                id,
+                local: None,
+                peer,
+            },
+        );
+    }
+
+    fn finish_flush(&mut self, id: u64, out: &mut Vec<Action<P>>) {
+        let done = self
+            .flushes
+            .get(&id)
+            .is_some_and(|f| f.local.is_some() && f.peer.is_some());
+        if !done {
+            return;
+        }
+        if let Some(f) = self.flushes.remove(&id) {
+            let ok = f.local == Some(true);
+            out.push(Action::Complete {
+                id: f.id,
+                result: if ok { Ok(None) } else { Err(Failure::Io) },
+            });
+        }
+    }
+
+    // ---- the range queue -----------------------------------------------------------------
+
+    fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+        a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+    }
+
+    /// Starts every waiting operation whose range is free of running ones and of earlier
+    /// waiting ones, and whose extents are in the activity log (committing a transaction when
+    /// needed, one at a time).
+    fn pump(&mut self, out: &mut Vec<Action<P>>) {
+        let mut i = 0;
+        let mut al_blocked = false;
+        while i < self.waiting.len() {
+            let (offset, len) = (self.waiting[i].offset, self.waiting[i].len);
+            let blocked_by_running = self
+                .in_flight
+                .values()
+                .any(|f| Self::overlaps((f.offset, f.len), (offset, len)));
+            let blocked_by_earlier = self
+                .waiting
+                .iter()
+                .take(i)
+                .any(|w| Self::overlaps((w.offset, w.len), (offset, len)));
+            if blocked_by_running || blocked_by_earlier {
+                i += 1;
+                continue;
+            }
+            if self.handshaking() && matches!(self.waiting[i].op, Op::AppWrite { .. }) {
+                // Marked now, a write could miss the bitmaps being exchanged: wait.
+                i += 1;
+                continue;
+            }
+            let needs_al = self.waiting[i].op.needs_al();
+            if needs_al {
+                if al_blocked {
+                    i += 1;
+                    continue;
+                }
+                match self.al.admit(offset, len) {
+                    Admit::Hot => {}
+                    Admit::Commit(tx) => {
+                        let mut pages: Vec<usize> = Vec::new();
+                        for &e in &tx.evicted {
+                            let start = u64::from(e) << self.al_shift;
+                            let end = (start + (1u64 << self.al_shift))
+                                .min(self.sb.volume_bytes.max(1))
+                                - 1;
+                            for p in self.bitmap.page_of(start)..=self.bitmap.page_of(end) {
+                                if !pages.contains(&p) {
+                                    pages.push(p);
+                                }
+                            }
+                        }
+                        let pages = pages.into_iter().map(|p| (p, self.page(p))).collect();
+                        self.meta(
+                            MetaWrite::Al {
+                                flush_data_first: !tx.evicted.is_empty(),
+                                pages,
+                                tx: tx.clone(),
+                            },
+                            MetaKind::Al(tx),
+                            out,
+                        );
+                        al_blocked = true;
+                        i += 1;
+                        continue;
+                    }
+                    Admit::Full => {
+                        al_blocked = true;
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+            let Some(w) = self.waiting.remove(i) else {
+                break;
+            };
+            self.start(w, needs_al, out);
+        }
+    }
+
+    fn start(&mut self, w: Waiting<P>, al: bool, out: &mut Vec<Action<P>>) {
+        let Waiting { offset, len, op } = w;
+        let token = self.range_token();
+        // What runs, and the local I/O it needs: a write (durable, data) or a read.
+        let (what, write) = match op {
+            Op::AppWrite { id, durable, data } => {
+                let peer = if self.replicating() {
+                    let seq = self.next_data_seq;
+                    self.next_data_seq += 1;
+                    self.data_waiters.insert(seq, token);
+                    out.push(Action::Send(Msg::Data {
+                        seq,
+                        offset,
+                        len,
+                        durable,
+                        data: data.clone(),
+                    }));
+                    PeerPart::Waiting(seq)
+                } else {
+                    self.bitmap.mark(offset, len);
+                    PeerPart::Missed
+                };
+                let what = Running::AppWrite {
+                    id,
+                    local: LocalPart::Running,
+                    peer,
+                    generation: self.generation,
+                };
+                (what, Some((durable, data)))
+            }
+            Op::PeerWrite {
+                seq,
+                durable,
+                data,
+                link,
+            } => (Running::PeerWrite { seq, link }, Some((durable, data))),
+            Op::ResyncWrite { data, link } => (Running::ResyncWrite { link }, Some((true, data))),
+            Op::ResyncRead { link } => (Running::ResyncRead { link }, None),
+        };
+        self.in_flight.insert(
+            token,
+            InFlight {
+                offset,
+                len,
+                al,
+                what,
+            },
+        );
+        out.push(match write {
+            Some((durable, data)) => Action::WriteLocal {
+                token,
+                offset,
+                len,
+                durable,
+                data,
+            },
+            None => Action::ReadLocal { token, offset, len },
+        });
+    }
+
+    /// Ends a running operation: frees its range and extents, and starts what waited on them.
+    fn retire(&mut self, token: u64, out: &mut Vec<Action<P>>) -> Option<InFlight> {
+        let f = self.in_flight.remove(&token)?;
+        self.tokens.remove(&token);
+        if f.al {
+            self.al.release(f.offset, f.len);
+        }
+        self.pump(out);
+        Some(f)
+    }
+
+    fn try_complete_app_write(&mut self, token: u64, out: &mut Vec<Action<P>>) {
+        let Some(f) = self.in_flight.get(&token) else {
+            return;
+        };
+        let Running::AppWrite {
+            id,
+            local,
+            peer,
+            generation,
+        } = f.what
+        else {
+            return;
+        };
+        let peer_done = match peer {
+            PeerPart::Acked => true,
+            PeerPart::Missed => self.durable_generation >= generation,
+            PeerPart::Waiting(_) => false,
+        };
+        if local == LocalPart::Running || !peer_done {
+            return;
+        }
+        let (offset, len) = (f.offset, f.len);
+        if local == LocalPart::Done && peer == PeerPart::Acked {
+            // Both copies hold it now: whole granules of it are in sync.
+            self.bitmap.clear(offset, len);
+        }
+        self.retire(token, out);
+        out.push(Action::Complete {
+            id,
+            result: if local == LocalPart::Done {
+                Ok(None)
+            } else {
+                Err(Failure::Io)
+            },
+        });
+    }
+
+    // ---- completions ---------------------------------------------------------------------
+
+    fn local_written(&mut self, token: u64, ok: bool, out: &mut Vec<Action<P>>) {
+        let Some(f) = self.in_flight.get_mut(&token) else {
+            return;
+        };
+        let (offset, len) = (f.offset, f.len);
+        match &mut f.what {
+            Running::AppWrite { local, .. } => {
+                *local = if ok {
+                    LocalPart::Done
+                } else {
+                    LocalPart::Failed
+                };
+                if !ok {
+                    tracing::warn!(offset, len, "mirror: local write failed");
+                    self.bitmap.mark(offset, len);
+                }
+                self.try_complete_app_write(token, out);
+            }
+            Running::PeerWrite { seq, link } => {
+                let (seq, link) = (*seq, *link);
+                if ok {
+                    // Only a write of this link says the range is now equal: after a new link's
+                    // bitmaps were merged, a bit set there is newer than this write.
+                    if self.conn == ConnState::SyncTarget && link == self.link {
+                        self.bitmap.clear(offset, len);
+                    }
+                } else {
+                    self.bitmap.mark(offset, len);
+                }
+                self.retire(token, out);
+                if link == self.link && self.connected_to_peer() {
+                    out.push(Action::Send(Msg::DataAck { seq, ok }));
+                }
+            }
+            Running::ResyncWrite { link } => {
+                let link = *link;
+                self.retire(token, out);
+                if link != self.link || self.conn != ConnState::SyncTarget {
+                    return;
+                }
+                if ok {
+                    self.bitmap.clear(offset, len);
+                    self.counters.resync_written_bytes += len;
+                }
+                out.push(Action::Send(Msg::ResyncAck {
+                    offset,
+                    len,
+                    applied: ok,
+                }));
+                self.resync_outstanding = self.resync_outstanding.saturating_sub(1);
+                self.resync_step(out);
+            }
+            Running::ResyncRead { .. } => {}
+        }
+    }
+
+    fn local_read(&mut self, token: u64, data: Option<P>, out: &mut Vec<Action<P>>) {
+        match self.tokens.get(&token) {
+            Some(Token::Read { id }) => {
+                let id = *id;
+                self.tokens.remove(&token);
+                out.push(Action::Complete {
+                    id,
+                    result: data.map(Some).ok_or(Failure::Io),
+                });
+            }
+            Some(Token::Range) => {
+                let Some(f) = self.in_flight.get(&token) else {
+                    return;
+                };
+                let Running::ResyncRead { link } = f.what else {
+                    return;
+                };
+                let (offset, len) = (f.offset, f.len);
+                // Sent before the range is freed: no later write to it can overtake the data.
+                if link == self.link && self.conn == ConnState::SyncSource {
+                    if let Some(data) = data {
+                        self.counters.resync_read_bytes += len;
+                        out.push(Action::Send(Msg::ResyncData { offset, len, data }));
+                    } else {
+                        tracing::warn!(offset, len, "mirror: resync read failed");
+                        out.push(Action::Disconnect("resync source read failed".into()));
+                        self.retire(token, out);
+                        self.link_down(out);
+                        return;
+                    }
+                }
+                self.retire(token, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn local_flushed(&mut self, token: u64, ok: bool, out: &mut Vec<Action<P>>) {
+        match self.tokens.remove(&token) {
+            Some(Token::Flush(id)) => {
+                if let Some(f) = self.flushes.get_mut(&id) {
+                    f.local = Some(ok);
+                }
+                self.finish_flush(id, out);
+            }
+            Some(Token::PeerBarrier { id, link })
+                if link == self.link && self.connected_to_peer() =>
+            {
+                out.push(Action::Send(Msg::BarrierAck { id, ok }));
+            }
+            _ => {}
+        }
+    }
+
+    fn meta_written(&mut self, token: u64, out: &mut Vec<Action<P>>) {
+        match self.tokens.remove(&token) {
+            Some(Token::Meta(MetaKind::Al(tx))) => {
+                self.al.committed(&tx);
+                self.pump(out);
+            }
+            Some(Token::Meta(MetaKind::Superblock)) => {
+                let done = self.sb_in_flight.take().unwrap_or_default();
+                if let Some(next) = self.sb_next.take() {
+                    self.write_sb(next, out);
+                }
+                for after in done {
+                    match after {
+                        AfterSb::Complete(id) => out.push(Action::Complete {
+                            id,
+                            result: Ok(None),
+                        }),
+                        AfterSb::GenerationDurable(g) => {
+                            self.durable_generation = self.durable_generation.max(g);
+                            let tokens: Vec<u64> = self.in_flight.keys().copied().collect();
+                            for t in tokens {
+                                self.try_complete_app_write(t, out);
+                            }
+                        }
+                        AfterSb::SendResyncDone(link) => {
+                            if link == self.link && self.conn == ConnState::SyncTarget {
+                                out.push(Action::Send(Msg::ResyncDone));
+                                self.conn = ConnState::Connected;
+                                self.counters.resyncs_done += 1;
+                                tracing::info!("mirror: resync done (target)");
+                            }
+                        }
+                        AfterSb::StartSyncTarget(link) => {
+                            if link == self.link && self.conn == ConnState::SyncTarget {
+                                self.resync_step(out);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- the link --------------------------------------------------------------------------
+
+    fn link_up(&mut self, out: &mut Vec<Action<P>>) {
+        if self.conn == ConnState::StandAlone {
+            out.push(Action::Disconnect("StandAlone: not connecting".into()));
+            return;
+        }
+        self.links_made += 1;
+        self.link = self.links_made;
+        self.rx_seq = 0;
+        self.peer = None;
+        self.peer_bitmap_seen = false;
+        self.decision = None;
+        self.next_data_seq = 0;
+        self.conn = ConnState::Connecting;
+        out.push(Action::Send(Msg::Hello(Hello {
+            node_id: self.sb.node_id,
+            volume_bytes: self.sb.volume_bytes,
+            gen: self.sb.gen,
+            crashed_primary: self.crashed_primary,
+            role: self.role,
+            disk: self.sb.disk,
+            discard_my_data: self.discard_my_data,
+        })));
+    }
+
+    fn link_down(&mut self, out: &mut Vec<Action<P>>) {
+        let had_link = self.link != 0;
+        let was_established = self.connected_to_peer();
+        // Completions of this link's operations no longer answer on any link.
+        self.link = 0;
+        if self.conn != ConnState::StandAlone {
+            self.conn = ConnState::Connecting;
+        }
+        self.peer = None;
+        self.resync_outstanding = 0;
+        self.data_waiters.clear();
+        // Flushes waiting for the peer's barrier: the peer's copy is now marked where it may
+        // lack anything, so the local flush is enough.
+        let ids: Vec<u64> = self.barrier_of.drain().map(|(_, id)| id).collect();
+        for id in ids {
+            if let Some(f) = self.flushes.get_mut(&id) {
+                f.peer = Some(true);
+            }
+            self.finish_flush(id, out);
+        }
+        if !had_link || !was_established || self.role != Role::Primary {
+            self.pump(out);
+            return;
+        }
+        // The peer may even have taken the current generation as its own (a resync whose end
+        // this side did not hear of): always a new one.
+        self.new_generation(out);
+        // Writes the peer may not have: marked, complete once the generation is on disk.
+        let generation = self.generation;
+        let mut tokens = Vec::new();
+        for (token, f) in self.in_flight.iter_mut() {
+            if let Running::AppWrite {
+                peer,
+                generation: g,
+                ..
+            } = &mut f.what
+            {
+                if matches!(peer, PeerPart::Waiting(_)) {
+                    *peer = PeerPart::Missed;
+                    *g = generation;
+                    self.bitmap.mark(f.offset, f.len);
+                    tokens.push(*token);
+                }
+            }
+        }
+        for t in tokens {
+            self.try_complete_app_write(t, out);
+        }
+        self.pump(out);
+    }
+
+    /// The Primary writes without its peer from now on: a new data generation, on disk before
+    /// any write that the peer misses completes.
+    fn new_generation(&mut self, out: &mut Vec<Action<P>>) {
+        let fresh = self.random();
+        self.sb.gen.new_generation(fresh);
+        self.generation += 1;
+        let g = self.generation;
+        tracing::info!(
+            current = format_args!("{:016x}", self.sb.gen.current),
+            bitmap = format_args!("{:016x}", self.sb.gen.bitmap),
+            "mirror: new data generation (writing without the peer)"
+        );
+        self.persist(Some(AfterSb::GenerationDurable(g)), out);
+    }
+
+    fn message(&mut self, msg: Msg<P>, out: &mut Vec<Action<P>>) {
+        match msg {
+            Msg::Hello(h) => self.hello(h, out),
+            Msg::Bitmap(words) => self.peer_bitmap(&words, out),
+            Msg::Data {
+                seq,
+                offset,
+                len,
+                durable,
+                data,
+            } => {
+                let ok = self.role == Role::Secondary && self.connected_to_peer();
+                let link = self.link;
+                let op = Op::PeerWrite {
+                    seq,
+                    durable,
+                    data,
+                    link,
+                };
+                self.enqueue_from_peer(ok, offset, len, op, "Data", out);
+            }
+            Msg::DataAck { seq, ok } => {
+                let Some(token) = self.data_waiters.remove(&seq) else {
+                    self.protocol_error("DataAck for no write", out);
+                    return;
+                };
+                if let Some(f) = self.in_flight.get_mut(&token) {
+                    let (offset, len) = (f.offset, f.len);
+                    if let Running::AppWrite { peer, .. } = &mut f.what {
+                        *peer = PeerPart::Acked;
+                    }
+                    if !ok {
+                        tracing::warn!(offset, len, "mirror: the peer's write failed");
+                        self.bitmap.mark(offset, len);
+                    }
+                }
+                self.try_complete_app_write(token, out);
+            }
+            Msg::Barrier { id } => {
+                let link = self.link;
+                let token = self.token(Token::PeerBarrier { id, link });
+                out.push(Action::FlushLocal { token });
+            }
+            Msg::BarrierAck { id, ok } => {
+                let Some(flush) = self.barrier_of.remove(&id) else {
+                    self.protocol_error("BarrierAck for no barrier", out);
+                    return;
+                };
+                if let Some(f) = self.flushes.get_mut(&flush) {
+                    f.peer = Some(ok);
+                }
+                self.finish_flush(flush, out);
+            }
+            Msg::ResyncRequest { offset, len } => {
+                let ok = self.conn == ConnState::SyncSource;
+                let op = Op::ResyncRead { link: self.link };
+                self.enqueue_from_peer(ok, offset, len, op, "ResyncRequest", out);
+            }
+            Msg::ResyncData { offset, len, data } => {
+                let ok = self.conn == ConnState::SyncTarget;
+                let link = self.link;
+                let op = Op::ResyncWrite { data, link };
+                self.enqueue_from_peer(ok, offset, len, op, "ResyncData", out);
+            }
+            Msg::ResyncAck {
+                offset,
+                len,
+                applied,
+            } => {
+                if self.conn != ConnState::SyncSource {
+                    self.protocol_error("ResyncAck out of place", out);
+                    return;
+                }
+                if applied {
+                    self.bitmap.clear(offset, len);
+                }
+            }
+            Msg::ResyncDone => {
+                if self.conn != ConnState::SyncSource {
+                    self.protocol_error("ResyncDone out of place", out);
+                    return;
+                }
+                if self.bitmap.count() != 0 {
+                    tracing::warn!(
+                        left = self.bitmap.out_of_sync_bytes(),
+                        "mirror: the target ended the resync with blocks still marked here"
+                    );
+                }
+                self.sb.gen.clear_bitmap();
+                self.crashed_primary = false;
+                if let Some(p) = self.peer.as_mut() {
+                    p.disk = DiskState::UpToDate;
+                }
+                self.conn = ConnState::Connected;
+                self.counters.resyncs_done += 1;
+                tracing::info!("mirror: resync done (source)");
+                self.persist(None, out);
+            }
+            Msg::ReadRequest { id, .. } => {
+                out.push(Action::Send(Msg::ReadReply { id, data: None }));
+            }
+            Msg::ReadReply { .. } => {}
+            Msg::Role(role) => {
+                if role == Role::Primary && self.role == Role::Primary {
+                    self.protocol_error("both nodes Primary", out);
+                    return;
+                }
+                if let Some(p) = self.peer.as_mut() {
+                    p.role = role;
+                }
+            }
+        }
+    }
+
+    /// Queues an operation the peer asked for, or drops the link when it is out of place here
+    /// (`allowed` false) or outside the volume.
+    fn enqueue_from_peer(
+        &mut self,
+        allowed: bool,
+        offset: u64,
+        len: u64,
+        op: Op<P>,
+        kind: &str,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if !allowed {
+            self.protocol_error(&format!("{kind} out of place"), out);
+            return;
+        }
+        if len == 0 || offset.saturating_add(len) > self.sb.volume_bytes {
+            self.protocol_error(&format!("{kind} outside the volume"), out);
+            return;
+        }
+        self.waiting.push_back(Waiting { offset, len, op });
+        self.pump(out);
+    }
+
+    fn protocol_error(&mut self, what: &str, out: &mut Vec<Action<P>>) {
+        tracing::warn!(what, "mirror: protocol error from the peer: link dropped");
+        out.push(Action::Disconnect(what.to_string()));
+        self.link_down(out);
+    }
+
+    fn hello(&mut self, h: Hello, out: &mut Vec<Action<P>>) {
+        if self.peer.is_some() || self.conn != ConnState::Connecting {
+            self.protocol_error("a second Hello", out);
+            return;
+        }
+        if h.volume_bytes != self.sb.volume_bytes {
+            tracing::warn!(
+                mine = self.sb.volume_bytes,
+                peer = h.volume_bytes,
+                "mirror: the peer's copy has another size: refused"
+            );
+            self.stand_alone("the volume's size differs", out);
+            return;
+        }
+        if h.node_id == self.sb.node_id {
+            self.stand_alone("the peer has this node's id", out);
+            return;
+        }
+        if h.role == Role::Primary && self.role == Role::Primary {
+            self.stand_alone("both nodes are Primary", out);
+            return;
+        }
+        let mine = CopyFlags {
+            node_id: self.sb.node_id,
+            crashed_primary: self.crashed_primary,
+        };
+        let theirs = CopyFlags {
+            node_id: h.node_id,
+            crashed_primary: h.crashed_primary,
+        };
+        let mut d = decide(&self.sb.gen, mine, &h.gen, theirs);
+        if d == Decision::SplitBrain {
+            match (self.discard_my_data, h.discard_my_data) {
+                (true, false) => d = Decision::TargetBitmap,
+                (false, true) => d = Decision::SourceBitmap,
+                _ => {}
+            }
+        } else if d == Decision::Unrelated {
+            match (self.discard_my_data, h.discard_my_data) {
+                (true, false) => d = Decision::TargetFull,
+                (false, true) => d = Decision::SourceFull,
+                _ => {}
+            }
+        }
+        self.decision = Some(d);
+        self.peer = Some(h);
+        match d {
+            Decision::SplitBrain => {
+                self.counters.split_brains += 1;
+                tracing::error!(
+                    "mirror: split brain: both copies took writes the other has not seen; \
+                     StandAlone until the admin runs `target-admin volume discard-my-data` on \
+                     the node whose changes are to be dropped"
+                );
+                self.stand_alone_keep("split brain", out);
+                return;
+            }
+            Decision::Unrelated => {
+                tracing::error!(
+                    "mirror: the two copies share no data generation (another volume's data?): \
+                     StandAlone"
+                );
+                self.stand_alone_keep("unrelated data", out);
+                return;
+            }
+            Decision::TargetBitmap | Decision::TargetFull if self.role == Role::Primary => {
+                self.stand_alone("the Primary's copy would be overwritten", out);
+                return;
+            }
+            _ => {}
+        }
+        out.push(Action::Send(Msg::Bitmap(self.bitmap.words().to_vec())));
+    }
+
+    fn stand_alone(&mut self, why: &str, out: &mut Vec<Action<P>>) {
+        tracing::warn!(why, "mirror: connection refused: StandAlone");
+        self.stand_alone_keep(why, out);
+    }
+
+    fn stand_alone_keep(&mut self, why: &str, out: &mut Vec<Action<P>>) {
+        out.push(Action::Disconnect(why.to_string()));
+        self.link_down(out);
+        self.conn = ConnState::StandAlone;
+    }
+
+    fn peer_bitmap(&mut self, words: &[u64], out: &mut Vec<Action<P>>) {
+        let (Some(d), Some(peer)) = (self.decision, self.peer.clone()) else {
+            self.protocol_error("Bitmap before Hello", out);
+            return;
+        };
+        if self.peer_bitmap_seen || self.conn != ConnState::Connecting {
+            self.protocol_error("a second Bitmap", out);
+            return;
+        }
+        self.peer_bitmap_seen = true;
+        self.bitmap.merge_words(words);
+        let d = match d {
+            Decision::InSync if self.bitmap.count() > 0 => {
+                // Same generation, but a crash left extents marked: the Primary (or else the
+                // lower node id) is the source.
+                let me_first = match (self.role, peer.role) {
+                    (Role::Primary, _) => true,
+                    (_, Role::Primary) => false,
+                    _ => self.sb.node_id < peer.node_id,
+                };
+                if me_first {
+                    Decision::SourceBitmap
+                } else {
+                    Decision::TargetBitmap
+                }
+            }
+            other => other,
+        };
+        if matches!(d, Decision::SourceFull | Decision::TargetFull) {
+            self.bitmap.mark_all();
+        }
+        self.counters.resync_planned_bytes = self.bitmap.out_of_sync_bytes();
+        let link = self.link;
+        match d {
+            Decision::InSync => {
+                self.conn = ConnState::Connected;
+                if self.sb.disk != DiskState::UpToDate && peer.disk == DiskState::UpToDate {
+                    self.sb.disk = DiskState::UpToDate;
+                    self.persist(None, out);
+                }
+                tracing::info!("mirror: connected, in sync");
+            }
+            Decision::SourceBitmap | Decision::SourceFull => {
+                self.conn = ConnState::SyncSource;
+                if let Some(p) = self.peer.as_mut() {
+                    p.disk = DiskState::Inconsistent;
+                }
+                tracing::info!(
+                    bytes = self.bitmap.out_of_sync_bytes(),
+                    full = d == Decision::SourceFull,
+                    "mirror: connected, resync source"
+                );
+            }
+            Decision::TargetBitmap | Decision::TargetFull => {
+                self.conn = ConnState::SyncTarget;
+                self.sb.disk = DiskState::Inconsistent;
+                self.resync_cursor = 0;
+                tracing::info!(
+                    bytes = self.bitmap.out_of_sync_bytes(),
+                    full = d == Decision::TargetFull,
+                    "mirror: connected, resync target"
+                );
+                // Inconsistent is on disk before the first resync write lands.
+                self.persist(Some(AfterSb::StartSyncTarget(link)), out);
+            }
+            Decision::SplitBrain | Decision::Unrelated => {}
+        }
+        self.pump(out);
+    }
+
+    /// The target asks for more, or ends the resync when nothing is left.
+    fn resync_step(&mut self, out: &mut Vec<Action<P>>) {
+        if self.conn != ConnState::SyncTarget {
+            return;
+        }
+        while self.resync_outstanding < self.cfg.resync_window {
+            match self
+                .bitmap
+                .next_run(self.resync_cursor, self.cfg.resync_chunk)
+            {
+                Some((offset, len)) => {
+                    self.resync_cursor = offset + len;
+                    self.resync_outstanding += 1;
+                    out.push(Action::Send(Msg::ResyncRequest { offset, len }));
+                }
+                None => break,
+            }
+        }
+        if self.resync_outstanding > 0 {
+            return;
+        }
+        if self.bitmap.count() > 0 {
+            // Marked again behind the cursor (a failed write): another pass.
+            if self.resync_cursor != 0 {
+                self.resync_cursor = 0;
+                self.resync_step(out);
+            }
+            return;
+        }
+        let Some(peer) = self.peer.clone() else {
+            return;
+        };
+        self.sb.gen.adopt(&peer.gen);
+        self.sb.disk = DiskState::UpToDate;
+        self.crashed_primary = false;
+        self.discard_my_data = false;
+        let link = self.link;
+        self.persist(Some(AfterSb::SendResyncDone(link)), out);
+    }
+
+    // ---- roles -----------------------------------------------------------------------------
+
+    /// An admin command refused: logged with the reason, answered Refused.
+    fn refuse(&mut self, id: u64, why: &str, out: &mut Vec<Action<P>>) {
+        tracing::warn!(why, "mirror: admin command refused");
+        out.push(Action::Complete {
+            id,
+            result: Err(Failure::Refused),
+        });
+    }
+
+    fn promote(&mut self, id: u64, force: bool, out: &mut Vec<Action<P>>) {
+        if self.role == Role::Primary {
+            out.push(Action::Complete {
+                id,
+                result: Ok(None),
+            });
+            return;
+        }
+        let peer_primary = self.peer.as_ref().is_some_and(|p| p.role == Role::Primary);
+        let not_uptodate = self.sb.disk != DiskState::UpToDate;
+        let refusal = if self.handshaking() {
+            // The peer decides on the Hello it has: no change under it.
+            Some("promote while connecting: try again")
+        } else if peer_primary && self.connected_to_peer() {
+            Some("promote: the peer is Primary")
+        } else if not_uptodate && !force {
+            Some("promote: this copy is not UpToDate (--force takes it as is)")
+        } else if not_uptodate && self.connected_to_peer() {
+            Some("promote --force while connected: let the resync finish")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            self.refuse(id, why, out);
+            return;
+        }
+        self.sb.disk = DiskState::UpToDate;
+        self.role = Role::Primary;
+        tracing::info!("mirror: promoted to Primary");
+        if self.connected_to_peer() {
+            out.push(Action::Send(Msg::Role(Role::Primary)));
+        } else {
+            // Writing alone from now on.
+            self.new_generation(out);
+        }
+        self.persist(Some(AfterSb::Complete(id)), out);
+    }
+
+    fn demote(&mut self, id: u64, out: &mut Vec<Action<P>>) {
+        if self.role == Role::Secondary {
+            out.push(Action::Complete {
+                id,
+                result: Ok(None),
+            });
+            return;
+        }
+        if self.handshaking() {
+            self.refuse(id, "demote while connecting: try again", out);
+            return;
+        }
+        let app_busy = !self.flushes.is_empty()
+            || self
+                .in_flight
+                .values()
+                .any(|f| matches!(f.what, Running::AppWrite { .. }))
+            || self
+                .waiting
+                .iter()
+                .any(|w| matches!(w.op, Op::AppWrite { .. }));
+        if app_busy {
+            self.refuse(id, "demote: writes in flight", out);
+            return;
+        }
+        self.role = Role::Secondary;
+        tracing::info!("mirror: demoted to Secondary");
+        if self.connected_to_peer() {
+            out.push(Action::Send(Msg::Role(Role::Secondary)));
+        }
+        self.persist(Some(AfterSb::Complete(id)), out);
+    }
+}

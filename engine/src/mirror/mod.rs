@@ -12,7 +12,10 @@
 //!   mode, handshake, resync, roles), a state machine without I/O that the daemon drives over
 //!   io_uring and `engine/tests/mirror_sim.rs` drives under a seeded fault scheduler.
 //!
-//! Not built yet: the wire format (framing, HMAC, CRC32C), the async driver over the disk,
+//! - [`wire`]: the link's wire format: authenticated handshake, framed messages with CRC32C and
+//!   HMAC-SHA256 tags.
+//!
+//! Not built yet: the async driver over the disk,
 //! network and clock traits, the daemon's configuration and `target-admin volume`.
 
 pub mod activity_log;
@@ -21,3 +24,4 @@ pub mod gi;
 pub mod meta;
 pub mod msg;
 pub mod replica;
+pub mod wire;

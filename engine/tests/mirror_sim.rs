@@ -92,6 +92,7 @@ impl SimDisk {
 struct SimMeta {
     sb: Superblock,
     al: Vec<u32>,
+    al_next_seq: u64,
     bitmap: Bitmap,
 }
 
@@ -236,6 +237,7 @@ fn fresh_meta(node_id: u32) -> SimMeta {
             resync_cursor: 0,
         },
         al: Vec::new(),
+        al_next_seq: 0,
         bitmap: Bitmap::new(VOLUME, BLOCK),
     }
 }
@@ -308,6 +310,7 @@ impl Sim {
             cfg,
             node.meta.sb.clone(),
             &node.meta.al,
+            node.meta.al_next_seq,
             node.meta.bitmap.clone(),
             &mut out,
         );
@@ -902,7 +905,16 @@ fn apply_meta(meta: &mut SimMeta, disk: &mut SimDisk, what: &MetaWrite) {
             for (i, page) in pages {
                 meta.bitmap.load_page(*i, page);
             }
+            // Slots are written in sequence order: a lower number after a higher one would be
+            // lost at recovery, so the store must see them rise.
+            assert!(
+                tx.seq >= meta.al_next_seq,
+                "activity-log transaction {} after {}",
+                tx.seq,
+                meta.al_next_seq
+            );
             meta.al = tx.extents.clone();
+            meta.al_next_seq = tx.seq + 1;
         }
     }
 }

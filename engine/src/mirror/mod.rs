@@ -12,6 +12,7 @@
 //!   mode, handshake, resync, roles), a state machine without I/O that the daemon drives over
 //!   io_uring and `engine/tests/mirror_sim.rs` drives under a seeded fault scheduler.
 //!
+//! - [`store`]: the metadata store's I/O over the disk trait.
 //! - [`wire`]: the link's wire format: authenticated handshake, framed messages with CRC32C and
 //!   HMAC-SHA256 tags.
 //!
@@ -24,4 +25,5 @@ pub mod gi;
 pub mod meta;
 pub mod msg;
 pub mod replica;
+pub mod store;
 pub mod wire;

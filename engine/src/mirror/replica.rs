@@ -410,18 +410,21 @@ pub struct Status {
 
 impl<P: Clone> Replica<P> {
     /// Opens the replica from its metadata as read back: the superblock, the activity log's
-    /// extents of the newest transaction, and the bitmap. It starts Secondary and Connecting.
+    /// extents of the newest transaction and the number after it, and the bitmap. It starts Secondary and Connecting.
     /// Extents left in the log (an unclean stop) are marked out of sync, and that is written
     /// before any write starts (the first actions).
     pub fn open(
         cfg: Config,
         sb: Superblock,
         al_extents: &[u32],
+        al_next_seq: u64,
         mut bitmap: Bitmap,
         out: &mut Vec<Action<P>>,
     ) -> Replica<P> {
         let al_shift = sb.al_extent_shift;
-        let al = ActivityLog::new(al_shift, sb.al_extents as usize, 0);
+        // Transactions go on from the newest one found: a lower number in a later slot would
+        // lose to the older ones at the next recovery.
+        let al = ActivityLog::new(al_shift, sb.al_extents as usize, al_next_seq);
         let crashed_primary = sb.primary;
         let mut dirty_pages = Vec::new();
         for &e in al_extents {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::reactor::with_core;
+use crate::reactor::{try_with_core, with_core};
 
 /// An in-flight operation owning `T`.
 pub struct Op<T: 'static> {
@@ -69,7 +69,19 @@ impl<T: 'static + Unpin> Future for Op<T> {
 impl<T: 'static> Drop for Op<T> {
     fn drop(&mut self) {
         if let Some(resources) = self.resources.take() {
-            with_core(|core| core.orphan_op(self.key, Box::new(resources)));
+            let key = self.key;
+            let mut slot = Some(resources);
+            let _ = try_with_core(|core| {
+                if let Some(r) = slot.take() {
+                    core.orphan_op(key, Box::new(r));
+                }
+            });
+            // Still here: the reactor itself is being torn down (a task that waited on an
+            // operation when its thread ended). The kernel may touch the resources until the
+            // ring's teardown finishes, so they are leaked rather than freed.
+            if let Some(r) = slot {
+                std::mem::forget(r);
+            }
         }
     }
 }

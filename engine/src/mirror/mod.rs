@@ -16,14 +16,18 @@
 //! - [`wire`]: the link's wire format: authenticated handshake, framed messages with CRC32C and
 //!   HMAC-SHA256 tags.
 //!
-//! Not built yet: the async driver over the disk,
-//! network and clock traits, the daemon's configuration and `target-admin volume`.
+//! - [`node`]: one node of a mirrored volume on a reactor: the core driven over the data disk,
+//!   the metadata store and an authenticated TCP link.
+//!
+//! Not built yet: a clean shutdown (emptying the activity log), the daemon's configuration of
+//! mirrored volumes, their LUNs on top of [`node`], and `target-admin volume`.
 
 pub mod activity_log;
 pub mod bitmap;
 pub mod gi;
 pub mod meta;
 pub mod msg;
+pub mod node;
 pub mod replica;
 pub mod store;
 pub mod wire;

@@ -1,0 +1,565 @@
+//! One node of a mirrored volume on a reactor: drives the replication core
+//! ([`crate::mirror::replica`]) over the data disk, the metadata store and a TCP link to the
+//! peer. Requests from above (write, read, flush, promote, demote) go in as inputs and come back
+//! when the core completes them. Every action the core emits is carried out here: local reads,
+//! writes and flushes as tasks on the reactor, metadata writes through the store (after a flush
+//! of the data disk where the core asks for one), messages through one sender task in order,
+//! completions to their waiters.
+//!
+//! The link: the node with the lower id dials the peer, the other accepts; each connection
+//! starts with the authenticated handshake of [`crate::mirror::wire`], then carries frames until
+//! an error, a protocol violation or the peer's close, after which the node waits
+//! `reconnect_interval` and tries again (unless the core went StandAlone). Data arrives in
+//! buffers of the reactor's pool and goes to the disk from there.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use crate::buffer::SharedBuf;
+use crate::disk::Disk;
+use crate::iobuf::IoBuf;
+use crate::mirror::meta::Superblock;
+use crate::mirror::msg::{ConnState, Msg};
+use crate::mirror::replica::{Action, Config, Failure, Input, MetaWrite, Replica, Status};
+use crate::mirror::store::{MetaStore, StoreError};
+use crate::mirror::wire::{
+    proof, session_key, verify_proof, Codec, HandshakeHello, HEADER_BYTES, HELLO_BYTES,
+    PROOF_BYTES, TAG_BYTES,
+};
+use crate::net::{Gather, Segment, ShutdownHandle, TcpListener, TcpStream, Transport};
+use crate::select::{select2, Either};
+
+/// A message's data: none, or a shared pool buffer.
+#[derive(Clone, Debug, Default)]
+pub enum Payload {
+    /// No data.
+    #[default]
+    Empty,
+    /// Bytes in a pool buffer.
+    Buf(SharedBuf),
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Payload::Empty => &[],
+            Payload::Buf(b) => b.as_slice(),
+        }
+    }
+}
+
+/// How one node of a volume is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: u32,
+    /// The peer's id.
+    pub peer_id: u32,
+    /// The peer's mirror address (dialed by the node with the lower id).
+    pub peer_addr: SocketAddr,
+    /// The shared secret.
+    pub secret: Vec<u8>,
+    /// The link is a private cable: frames carry no tag.
+    pub private_cable: bool,
+    /// The replication core's settings.
+    pub replica: Config,
+    /// Largest data segment on the link (at most the pool's buffer size).
+    pub max_data: u32,
+    /// Wait between connection attempts.
+    pub reconnect_interval: Duration,
+}
+
+struct Waiter {
+    result: Option<Result<Option<Payload>, Failure>>,
+    waker: Option<Waker>,
+}
+
+struct Link {
+    shutdown: ShutdownHandle,
+}
+
+struct Inner<D: Disk, M: Disk> {
+    cfg: NodeConfig,
+    replica: RefCell<Replica<Payload>>,
+    layout: Superblock,
+    data: D,
+    meta: MetaStore<M>,
+    waiters: RefCell<HashMap<u64, Waiter>>,
+    next_id: Cell<u64>,
+    outbox: RefCell<VecDeque<Msg<Payload>>>,
+    outbox_waker: RefCell<Option<Waker>>,
+    link: RefCell<Option<Link>>,
+    stopped: Cell<bool>,
+}
+
+/// A running node (cheap to clone; every clone is the same node).
+pub struct MirrorNode<D: Disk + 'static, M: Disk + 'static> {
+    inner: Rc<Inner<D, M>>,
+}
+
+impl<D: Disk + 'static, M: Disk + 'static> Clone for MirrorNode<D, M> {
+    fn clone(&self) -> Self {
+        MirrorNode {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
+    /// Loads the node's metadata and starts it on the current reactor: the link task (dialing
+    /// the peer, or accepting on `listener` for the node with the higher id) and whatever the
+    /// core asks for at start-up.
+    pub async fn start(
+        cfg: NodeConfig,
+        data: D,
+        meta: MetaStore<M>,
+        listener: Option<TcpListener>,
+    ) -> Result<MirrorNode<D, M>, StoreError> {
+        let loaded = meta.load().await?;
+        let mut out = Vec::new();
+        let replica = Replica::open(
+            cfg.replica.clone(),
+            loaded.sb.clone(),
+            &loaded.al_extents,
+            loaded.al_next_seq,
+            loaded.bitmap,
+            &mut out,
+        );
+        let node = MirrorNode {
+            inner: Rc::new(Inner {
+                cfg,
+                replica: RefCell::new(replica),
+                layout: loaded.sb,
+                data,
+                meta,
+                waiters: RefCell::new(HashMap::new()),
+                next_id: Cell::new(1),
+                outbox: RefCell::new(VecDeque::new()),
+                outbox_waker: RefCell::new(None),
+                link: RefCell::new(None),
+                stopped: Cell::new(false),
+            }),
+        };
+        node.execute(out);
+        let link_node = node.clone();
+        crate::spawn(async move { link_node.link_loop(listener).await });
+        Ok(node)
+    }
+
+    /// Where the node stands.
+    pub fn status(&self) -> Status {
+        self.inner.replica.borrow().status()
+    }
+
+    /// Operations in flight in the core.
+    pub fn busy(&self) -> usize {
+        self.inner.replica.borrow().busy()
+    }
+
+    /// What the core counted.
+    pub fn counters(&self) -> crate::mirror::replica::Counters {
+        self.inner.replica.borrow().counters().clone()
+    }
+
+    /// Stops connecting and drops the link (the node's tasks end).
+    pub fn stop(&self) {
+        self.inner.stopped.set(true);
+        if let Some(l) = self.inner.link.borrow_mut().take() {
+            l.shutdown.shutdown();
+        }
+        if let Some(w) = self.inner.outbox_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Writes `data` at `offset`, stable on both copies when `durable`.
+    pub async fn write(&self, offset: u64, data: SharedBuf, durable: bool) -> Result<(), Failure> {
+        let len = data.len() as u64;
+        self.request(|id| Input::Write {
+            id,
+            offset,
+            len,
+            durable,
+            data: Payload::Buf(data),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Payload, Failure> {
+        self.request(|id| Input::Read { id, offset, len })
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Makes every completed write stable on both copies.
+    pub async fn flush(&self) -> Result<(), Failure> {
+        self.request(|id| Input::Flush { id }).await.map(|_| ())
+    }
+
+    /// Becomes Primary.
+    pub async fn promote(&self, force: bool) -> Result<(), Failure> {
+        self.request(|id| Input::Promote { id, force })
+            .await
+            .map(|_| ())
+    }
+
+    /// Becomes Secondary.
+    pub async fn demote(&self) -> Result<(), Failure> {
+        self.request(|id| Input::Demote { id }).await.map(|_| ())
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(u64) -> Input<Payload>,
+    ) -> Result<Option<Payload>, Failure> {
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id + 1);
+        self.inner.waiters.borrow_mut().insert(
+            id,
+            Waiter {
+                result: None,
+                waker: None,
+            },
+        );
+        self.feed(make(id));
+        std::future::poll_fn(|cx| {
+            let mut waiters = self.inner.waiters.borrow_mut();
+            let Some(w) = waiters.get_mut(&id) else {
+                return Poll::Ready(Err(Failure::Refused));
+            };
+            match w.result.take() {
+                Some(r) => {
+                    waiters.remove(&id);
+                    Poll::Ready(r)
+                }
+                None => {
+                    w.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    fn feed(&self, input: Input<Payload>) {
+        let mut out = Vec::new();
+        self.inner.replica.borrow_mut().handle(input, &mut out);
+        self.execute(out);
+    }
+
+    fn execute(&self, actions: Vec<Action<Payload>>) {
+        for a in actions {
+            match a {
+                Action::WriteLocal {
+                    token,
+                    offset,
+                    len,
+                    durable,
+                    data,
+                } => {
+                    let node = self.clone();
+                    crate::spawn(async move {
+                        let ok = match data {
+                            Payload::Buf(buf) => {
+                                let (r, _) = node
+                                    .inner
+                                    .data
+                                    .write(buf, 0, len as usize, offset, durable)
+                                    .await;
+                                log_io("write", offset, &r);
+                                r.is_ok()
+                            }
+                            Payload::Empty => false,
+                        };
+                        node.feed(Input::LocalWritten { token, ok });
+                    });
+                }
+                Action::ReadLocal { token, offset, len } => {
+                    let node = self.clone();
+                    crate::spawn(async move {
+                        let buf = crate::reactor::buffer_pool().get().await;
+                        let (r, mut buf) = node.inner.data.read(buf, 0, len as usize, offset).await;
+                        log_io("read", offset, &r);
+                        let data = r.ok().map(|()| {
+                            buf.set_len(len as usize);
+                            Payload::Buf(buf.into_shared())
+                        });
+                        node.feed(Input::LocalRead { token, data });
+                    });
+                }
+                Action::FlushLocal { token } => {
+                    let node = self.clone();
+                    crate::spawn(async move {
+                        let r = node.inner.data.flush().await;
+                        log_io("flush", 0, &r);
+                        node.feed(Input::LocalFlushed {
+                            token,
+                            ok: r.is_ok(),
+                        });
+                    });
+                }
+                Action::WriteMeta { token, what } => {
+                    let node = self.clone();
+                    crate::spawn(async move {
+                        if let MetaWrite::Al {
+                            flush_data_first: true,
+                            ..
+                        } = &what
+                        {
+                            if let Err(e) = node.inner.data.flush().await {
+                                // Without the flush the transaction must not land: the node
+                                // stops writing here (the core waits for this report forever).
+                                tracing::error!(error = %e, "mirror: data flush before an activity-log transaction failed");
+                                return;
+                            }
+                        }
+                        match node.inner.meta.write(&what, &node.inner.layout).await {
+                            Ok(()) => node.feed(Input::MetaWritten { token }),
+                            Err(e) => {
+                                tracing::error!(error = %e, "mirror: metadata write failed; writes stall")
+                            }
+                        }
+                    });
+                }
+                Action::Send(msg) => {
+                    self.inner.outbox.borrow_mut().push_back(msg);
+                    if let Some(w) = self.inner.outbox_waker.borrow_mut().take() {
+                        w.wake();
+                    }
+                }
+                Action::Disconnect(why) => {
+                    tracing::warn!(why, "mirror: dropping the link");
+                    if let Some(l) = self.inner.link.borrow().as_ref() {
+                        l.shutdown.shutdown();
+                    }
+                }
+                Action::Complete { id, result } => {
+                    if let Some(w) = self.inner.waiters.borrow_mut().get_mut(&id) {
+                        w.result = Some(result);
+                        if let Some(waker) = w.waker.take() {
+                            waker.wake();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn link_loop(&self, listener: Option<TcpListener>) {
+        let cfg = &self.inner.cfg;
+        while !self.inner.stopped.get() {
+            if self.status().conn == ConnState::Connecting {
+                let stream = if cfg.node_id < cfg.peer_id {
+                    TcpStream::connect(cfg.peer_addr).await
+                } else if let Some(l) = &listener {
+                    l.accept().await.map(|(s, _)| s)
+                } else {
+                    Err(io::Error::other(
+                        "no listener for the node with the higher id",
+                    ))
+                };
+                match stream {
+                    Ok(stream) => {
+                        if let Err(e) = self.serve_link(stream).await {
+                            tracing::warn!(error = %e, "mirror: link ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "mirror: no link to the peer yet"),
+                }
+            }
+            crate::time::sleep(cfg.reconnect_interval).await;
+        }
+    }
+
+    /// Handshake, then frames both ways until the link fails.
+    async fn serve_link(&self, stream: TcpStream) -> io::Result<()> {
+        let _ = stream.set_nodelay();
+        let cfg = &self.inner.cfg;
+        let layout = &self.inner.layout;
+        let mine = HandshakeHello {
+            node_id: cfg.node_id,
+            volume: layout.volume,
+            volume_bytes: layout.volume_bytes,
+            nonce: nonce(),
+            private_cable: cfg.private_cable,
+        };
+        send_bytes(&stream, mine.encode().to_vec()).await?;
+        let theirs = recv_bytes(&stream, HELLO_BYTES).await?;
+        let mut hb = [0u8; HELLO_BYTES];
+        hb.copy_from_slice(&theirs);
+        let peer = HandshakeHello::decode_peer(&hb, &mine).map_err(io::Error::other)?;
+        if peer.node_id != cfg.peer_id {
+            return Err(io::Error::other(format!(
+                "peer says it is node {}, configured {}",
+                peer.node_id, cfg.peer_id
+            )));
+        }
+        send_bytes(&stream, proof(&cfg.secret, &mine, &peer).to_vec()).await?;
+        let their_proof = recv_bytes(&stream, PROOF_BYTES).await?;
+        let mut pb = [0u8; PROOF_BYTES];
+        pb.copy_from_slice(&their_proof);
+        if let Err(e) = verify_proof(&cfg.secret, &mine, &peer, &pb) {
+            tracing::warn!(peer = ?stream.peer_addr().ok(), "mirror: {e}: refused");
+            return Err(io::Error::other(e));
+        }
+        let key = (!cfg.private_cable).then(|| session_key(&cfg.secret, &mine, &peer));
+        let max_words = layout.bitmap_pages() * (crate::mirror::bitmap::PAGE_BYTES as u64 / 8);
+        let codec = RefCell::new(Codec::new(
+            key,
+            cfg.node_id,
+            cfg.peer_id,
+            cfg.max_data,
+            max_words,
+        ));
+        self.inner.outbox.borrow_mut().clear();
+        *self.inner.link.borrow_mut() = Some(Link {
+            shutdown: stream.shutdown_handle(),
+        });
+        tracing::info!(peer = cfg.peer_id, "mirror: link up");
+        self.feed(Input::LinkUp);
+        let result = match select2(
+            self.send_loop(&stream, &codec),
+            self.recv_loop(&stream, &codec),
+        )
+        .await
+        {
+            Either::Left(r) | Either::Right(r) => r,
+        };
+        stream.shutdown();
+        self.inner.link.borrow_mut().take();
+        self.feed(Input::LinkDown);
+        result
+    }
+
+    async fn send_loop(&self, stream: &TcpStream, codec: &RefCell<Codec>) -> io::Result<()> {
+        loop {
+            let msg = std::future::poll_fn(|cx| {
+                if self.inner.stopped.get() {
+                    return Poll::Ready(None);
+                }
+                match self.inner.outbox.borrow_mut().pop_front() {
+                    Some(m) => Poll::Ready(Some(m)),
+                    None => {
+                        *self.inner.outbox_waker.borrow_mut() = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            })
+            .await;
+            let Some(msg) = msg else {
+                return Ok(());
+            };
+            let data = match &msg {
+                Msg::Data { data, .. } | Msg::ResyncData { data, .. } => data.clone(),
+                Msg::ReadReply { data: Some(d), .. } => d.clone(),
+                _ => Payload::Empty,
+            };
+            let frames = codec.borrow_mut().seal(&msg);
+            drop(msg);
+            for f in frames {
+                let mut g = Gather::default();
+                g.parts[0] = Segment::Bytes(f.head);
+                if let (true, Payload::Buf(b)) = (f.has_data, &data) {
+                    let len = b.len();
+                    g.parts[1] = Segment::Shared(b.clone(), 0..len);
+                }
+                if !f.tag.is_empty() {
+                    g.parts[2] = Segment::Bytes(f.tag);
+                }
+                let (r, _) = stream.send_all(g).await;
+                r?;
+            }
+        }
+    }
+
+    async fn recv_loop(&self, stream: &TcpStream, codec: &RefCell<Codec>) -> io::Result<()> {
+        let mut count = 0u64;
+        let tagged = !self.inner.cfg.private_cable;
+        loop {
+            let head = recv_bytes(stream, HEADER_BYTES).await?;
+            let mut hb = [0u8; HEADER_BYTES];
+            hb.copy_from_slice(&head);
+            let h = codec.borrow().open_header(&hb).map_err(protocol)?;
+            let fields = recv_bytes(stream, h.fields_len as usize).await?;
+            let data = if h.data_len > 0 {
+                let buf = crate::reactor::buffer_pool().get().await;
+                let len = h.data_len as usize;
+                let (r, mut buf) = stream.recv_exact(buf, 0, len).await;
+                r?;
+                buf.set_len(len);
+                Payload::Buf(buf.into_shared())
+            } else {
+                Payload::Empty
+            };
+            let tag = if tagged {
+                recv_bytes(stream, TAG_BYTES).await?
+            } else {
+                Vec::new()
+            };
+            let opened = codec.borrow_mut().open(&hb, &h, &fields, data, &tag);
+            if let Some(msg) = opened.map_err(protocol)? {
+                self.feed(Input::Message { seq: count, msg });
+                count += 1;
+            }
+        }
+    }
+}
+
+fn protocol(e: crate::mirror::wire::WireError) -> io::Error {
+    tracing::warn!(error = %e, "mirror: refused a frame from the peer");
+    io::Error::other(e)
+}
+
+fn log_io(what: &str, offset: u64, r: &io::Result<()>) {
+    if let Err(e) = r {
+        tracing::warn!(what, offset, error = %e, "mirror: local I/O failed");
+    }
+}
+
+/// 32 random bytes from the kernel.
+fn nonce() -> [u8; 32] {
+    let mut n = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut n);
+    }
+    n
+}
+
+async fn send_bytes(stream: &TcpStream, bytes: Vec<u8>) -> io::Result<()> {
+    let mut g = Gather::default();
+    g.parts[0] = Segment::Bytes(bytes);
+    stream.send_all(g).await.0
+}
+
+async fn recv_bytes(stream: &TcpStream, len: usize) -> io::Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let (r, buf) = stream.recv_exact(vec![0u8; len], 0, len).await;
+    r.map(|()| buf)
+}
+
+// SAFETY: a Payload is empty (no bytes) or a SharedBuf, whose pool slot does not move and stays
+// out of the free list while any holder lives.
+unsafe impl IoBuf for Payload {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ref().as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.as_ref().len()
+    }
+    fn fixed_index(&self) -> Option<u16> {
+        match self {
+            Payload::Empty => None,
+            Payload::Buf(b) => b.registered_index(),
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! Synchronous two-node mirroring (DRBD protocol C), built up in pieces that each stand alone
-//! and are tested alone, then driven over the engine's disk, network and clock traits:
+//! and are tested alone:
 //!
 //! - [`gi`]: generation identifiers and the decision they give on connect (who syncs whom, full
 //!   or bitmap, split brain).
@@ -11,11 +11,9 @@
 //! - [`replica`]: the replication core of one volume on one node (protocol C writes, degraded
 //!   mode, handshake, resync, roles), a state machine without I/O that the daemon drives over
 //!   io_uring and `engine/tests/mirror_sim.rs` drives under a seeded fault scheduler.
-//!
 //! - [`store`]: the metadata store's I/O over the disk trait.
 //! - [`wire`]: the link's wire format: authenticated handshake, framed messages with CRC32C and
 //!   HMAC-SHA256 tags.
-//!
 //! - [`node`]: one node of a mirrored volume on a reactor: the core driven over the data disk,
 //!   the metadata store and an authenticated TCP link.
 //!

@@ -2,14 +2,15 @@
 //! metadata store, linked over loopback TCP with the authenticated wire protocol:
 //! - protocol C: once a durable write completes on the Primary, the Secondary's data file
 //!   holds it (read back with plain file I/O);
-//! - the Secondary goes away, the Primary writes alone, the Secondary comes back from its
-//!   metadata, and the resync copies exactly the blocks written meanwhile: then the two data
-//!   files are byte for byte identical;
+//! - the Secondary goes away (a clean shutdown, then a crash), the Primary writes alone, the
+//!   Secondary comes back from its metadata, and the resync copies exactly the blocks the
+//!   bitmaps say (the writes made alone, and after the crash the Secondary's activity log):
+//!   then the two data files are byte for byte identical;
 //! - a peer with the wrong secret is refused and nothing reaches it.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,7 @@ fn layout(node_id: u32) -> Superblock {
         gen: GenIds::fresh(0x77),
         disk: DiskState::UpToDate,
         primary: false,
+        unclean: false,
         resync_cursor: 0,
     }
 }
@@ -81,13 +83,19 @@ fn config(id: u32, peer_addr: std::net::SocketAddr, secret: &[u8]) -> NodeConfig
     }
 }
 
-/// Runs node 2 (the listener) on its own thread until `stop` is set.
+const RUN: u8 = 0;
+/// Stop with a clean shutdown.
+const STOP_CLEAN: u8 = 1;
+/// Stop as a crash would: the link dropped, the metadata as it stands.
+const STOP_CRASH: u8 = 2;
+
+/// Runs node 2 (the listener) on its own thread until `stop` says how to stop.
 fn run_node2(
     d: PathBuf,
     port_tx: mpsc::Sender<u16>,
     port: u16,
     secret: &'static [u8],
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let r = Reactor::new(&ReactorConfig::default()).unwrap();
@@ -101,10 +109,17 @@ fn run_node2(
             let node = MirrorNode::start(config(2, unused, secret), data, meta, Some(listener))
                 .await
                 .unwrap();
-            while !stop.load(Ordering::SeqCst) {
-                ringsan_engine::time::sleep(Duration::from_millis(10)).await;
+            let how = loop {
+                match stop.load(Ordering::SeqCst) {
+                    RUN => ringsan_engine::time::sleep(Duration::from_millis(10)).await,
+                    how => break how,
+                }
+            };
+            if how == STOP_CLEAN {
+                node.shutdown().await.expect("clean shutdown");
+            } else {
+                node.stop();
             }
-            node.stop();
             ringsan_engine::time::sleep(Duration::from_millis(50)).await;
         })
         .unwrap();
@@ -174,7 +189,7 @@ fn file_block(path: &Path, block: usize) -> Vec<u8> {
 struct Pair {
     d: PathBuf,
     port: u16,
-    stop2: Arc<AtomicBool>,
+    stop2: Arc<AtomicU8>,
     node2: std::thread::JoinHandle<()>,
 }
 
@@ -183,7 +198,7 @@ fn pair(name: &str, secret2: &'static [u8]) -> Pair {
     create_node(&d, 1);
     create_node(&d, 2);
     let (port_tx, port_rx) = mpsc::channel();
-    let stop2 = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::new(AtomicU8::new(RUN));
     let node2 = run_node2(d.clone(), port_tx, 0, secret2, stop2.clone());
     let port = port_rx.recv().unwrap();
     Pair {
@@ -234,52 +249,66 @@ fn protocol_c_then_degraded_writes_then_a_resync_of_exactly_those_blocks() {
             .expect("read");
         assert_eq!(read.as_ref(), &pattern(7, 1)[..]);
 
-        // The Secondary goes away; the Primary writes alone.
-        stop2.store(true, Ordering::SeqCst);
-        node2.join().unwrap();
-        wait_for(&node, "link down", |n| {
-            n.status().conn == ConnState::Connecting
-        })
-        .await;
-        let alone = [2usize, 100, 2048, 4095];
-        for &b in &alone {
-            write_block(&node, b, 2).await;
+        // The Secondary goes away twice: first with a clean shutdown (it comes back with
+        // nothing marked), then as a crash (it comes back with its activity log's extents
+        // marked). Each time the Primary writes alone meanwhile, and the resync copies exactly
+        // the blocks the two bitmaps say.
+        let mut stop2 = stop2;
+        let mut node2 = node2;
+        for (round, how, alone) in [
+            (2u8, STOP_CLEAN, [2usize, 100, 2048, 4095]),
+            (3u8, STOP_CRASH, [3usize, 101, 2049, 4094]),
+        ] {
+            stop2.store(how, Ordering::SeqCst);
+            node2.join().unwrap();
+            wait_for(&node, "link down", |n| {
+                n.status().conn == ConnState::Connecting
+            })
+            .await;
+            for &b in &alone {
+                write_block(&node, b, round).await;
+            }
+            assert_eq!(
+                node.status().out_of_sync_bytes,
+                (alone.len() * BLOCK) as u64
+            );
+            assert_ne!(
+                file_block(&d1.join("data2"), alone[0]),
+                pattern(alone[0], round)
+            );
+            let al2 = load_al(&d1.join("meta2"));
+            assert_eq!(al2.is_empty(), how == STOP_CLEAN, "round {round}: {al2:?}");
+            let mut expected: std::collections::BTreeSet<usize> = alone.iter().copied().collect();
+            for e in &al2 {
+                let per = (1usize << 20) / BLOCK;
+                expected.extend(*e as usize * per..(*e as usize + 1) * per);
+            }
+            // It comes back from its metadata, on the same port.
+            let before = node.counters().resync_read_bytes;
+            stop2 = Arc::new(AtomicU8::new(RUN));
+            let (tx, rx) = mpsc::channel();
+            node2 = run_node2(d1.clone(), tx, port, b"s3cret", stop2.clone());
+            assert_eq!(rx.recv().unwrap(), port);
+            wait_for(&node, "resync", |n| {
+                let s = n.status();
+                s.conn == ConnState::Connected
+                    && s.peer_disk == Some(DiskState::UpToDate)
+                    && s.out_of_sync_bytes == 0
+                    && n.busy() == 0
+            })
+            .await;
+            let c = node.counters();
+            assert_eq!(
+                c.resync_read_bytes - before,
+                (expected.len() * BLOCK) as u64,
+                "round {round}: what the bitmap and node 2's activity log ({al2:?}) said, \
+                 and nothing else: {c:?}"
+            );
+            // Writes to give node 2 activity-log extents before the crash of the next round.
+            write_block(&node, 1000, round).await;
+            write_block(&node, 3500, round).await;
         }
-        assert_eq!(
-            node.status().out_of_sync_bytes,
-            (alone.len() * BLOCK) as u64
-        );
-        assert_ne!(file_block(&d1.join("data2"), 2), pattern(2, 2));
-        // Node 2 stopped without a clean shutdown: its activity log's extents will be marked
-        // when it comes back, and resynced with the blocks written alone.
-        let al2 = load_al(&d1.join("meta2"));
-        assert!(!al2.is_empty());
-        let mut expected: std::collections::BTreeSet<usize> = alone.iter().copied().collect();
-        for e in &al2 {
-            let per = (1usize << 20) / BLOCK;
-            expected.extend(*e as usize * per..(*e as usize + 1) * per);
-        }
-
-        // It comes back from its metadata, on the same port; the resync copies those blocks.
-        let stop2 = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let node2 = run_node2(d1.clone(), tx, port, b"s3cret", stop2.clone());
-        assert_eq!(rx.recv().unwrap(), port);
-        wait_for(&node, "resync", |n| {
-            let s = n.status();
-            s.conn == ConnState::Connected
-                && s.peer_disk == Some(DiskState::UpToDate)
-                && s.out_of_sync_bytes == 0
-                && n.busy() == 0
-        })
-        .await;
-        let c = node.counters();
-        assert_eq!(
-            c.resync_read_bytes,
-            (expected.len() * BLOCK) as u64,
-            "what the bitmap and node 2's activity log ({al2:?}) said, and nothing else: {c:?}"
-        );
-        stop2.store(true, Ordering::SeqCst);
+        stop2.store(STOP_CLEAN, Ordering::SeqCst);
         node2.join().unwrap();
         node.stop();
     })
@@ -312,7 +341,7 @@ fn a_peer_with_the_wrong_secret_is_refused() {
         node.stop();
     })
     .unwrap();
-    stop2.store(true, Ordering::SeqCst);
+    stop2.store(STOP_CRASH, Ordering::SeqCst);
     node2.join().unwrap();
     assert_ne!(file_block(&d.join("data2"), 5), pattern(5, 9));
     let _ = std::fs::remove_dir_all(&d);

@@ -174,6 +174,7 @@ struct Stats {
     required_blocks: u64,
     reads_checked: u64,
     split_brains: u64,
+    clean_stops: u64,
 }
 
 impl Stats {
@@ -188,6 +189,7 @@ impl Stats {
         self.required_blocks += o.required_blocks;
         self.reads_checked += o.reads_checked;
         self.split_brains += o.split_brains;
+        self.clean_stops += o.clean_stops;
     }
 }
 
@@ -216,6 +218,8 @@ struct Sim {
     flushes: HashMap<u64, (usize, Vec<CachedAck>)>,
     reads: HashMap<u64, (usize, usize, Vec<u64>)>,
     admin: HashMap<u64, usize>,
+    /// Clean shutdowns in progress: request id to node.
+    shutdowns: HashMap<u64, usize>,
     trace: bool,
     failures: Vec<String>,
 }
@@ -234,6 +238,7 @@ fn fresh_meta(node_id: u32) -> SimMeta {
             gen: GenIds::fresh(0xabc),
             disk: DiskState::UpToDate,
             primary: false,
+            unclean: false,
             resync_cursor: 0,
         },
         al: Vec::new(),
@@ -275,6 +280,7 @@ impl Sim {
             flushes: HashMap::new(),
             reads: HashMap::new(),
             admin: HashMap::new(),
+            shutdowns: HashMap::new(),
             trace,
             failures: Vec::new(),
         };
@@ -322,11 +328,7 @@ impl Sim {
     fn crash(&mut self, n: usize) {
         self.log(|| format!("node {} crashes", n + 1));
         self.stats.crashes += 1;
-        if let Some(r) = self.nodes[n].replica.as_ref() {
-            self.stats.resyncs += r.counters().resyncs_done;
-            self.stats.resync_bytes += r.counters().resync_written_bytes;
-            self.stats.split_brains += r.counters().split_brains;
-        }
+        self.count_replica(n);
         self.cut();
         let node = &mut self.nodes[n];
         node.replica = None;
@@ -358,6 +360,7 @@ impl Sim {
         self.flushes.retain(|_, (node, _)| *node != n);
         self.reads.retain(|_, (node, _, _)| *node != n);
         self.admin.retain(|_, node| *node != n);
+        self.shutdowns.retain(|_, node| *node != n);
         // Cached writes it completed are not required any more: no flush covered them.
         self.cached_acks.retain(|(node, _, _)| *node != n);
     }
@@ -588,6 +591,29 @@ impl Sim {
         if self.admin.remove(&id).is_some() && result.is_ok() {
             self.stats.failovers += 1;
         }
+        if let Some(node) = self.shutdowns.remove(&id) {
+            assert!(result.is_ok(), "clean shutdown failed: {result:?}");
+            // The process ends; the disk keeps what it has (no power loss).
+            self.log(|| format!("node {} stopped cleanly", node + 1));
+            self.stats.clean_stops += 1;
+            self.count_replica(node);
+            self.nodes[node].replica = None;
+            self.nodes[node].life += 1;
+            assert!(self.nodes[node].pending_writes.is_empty());
+            assert!(self.nodes[node].pending_meta.is_empty());
+            assert!(
+                self.nodes[node].meta.al.is_empty(),
+                "a clean stop leaves the log empty"
+            );
+        }
+    }
+
+    fn count_replica(&mut self, n: usize) {
+        if let Some(r) = self.nodes[n].replica.as_ref() {
+            self.stats.resyncs += r.counters().resyncs_done;
+            self.stats.resync_bytes += r.counters().resync_written_bytes;
+            self.stats.split_brains += r.counters().split_brains;
+        }
     }
 
     fn primary(&self) -> Option<usize> {
@@ -703,6 +729,17 @@ impl Sim {
                     let id = self.next_id;
                     self.next_id += 1;
                     self.input(p, Input::Demote { id });
+                }
+            }
+            10 => {
+                let n = self.rng.below(2) as usize;
+                let running = self.nodes[n].replica.is_some();
+                if running && !self.shutdowns.values().any(|&m| m == n) {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.shutdowns.insert(id, n);
+                    self.log(|| format!("node {} shuts down", n + 1));
+                    self.input(n, Input::Shutdown { id });
                 }
             }
             _ => {}
@@ -832,6 +869,12 @@ impl Sim {
         self.link_allowed = true;
         let mut rounds = 0;
         loop {
+            // A clean shutdown begun before the heal may end during it: start the node again.
+            for n in 0..2 {
+                if self.nodes[n].replica.is_none() {
+                    self.start(n);
+                }
+            }
             self.try_connect();
             let settled = self.nodes.iter().all(|node| {
                 node.replica.as_ref().is_some_and(|r| {
@@ -862,12 +905,8 @@ impl Sim {
                 return;
             }
         }
-        for node in &self.nodes {
-            if let Some(r) = node.replica.as_ref() {
-                self.stats.resyncs += r.counters().resyncs_done;
-                self.stats.resync_bytes += r.counters().resync_written_bytes;
-                self.stats.split_brains += r.counters().split_brains;
-            }
+        for n in 0..2 {
+            self.count_replica(n);
         }
         self.stats.required_blocks += self.truth.iter().filter(|t| t.required > 0).count() as u64;
         // Both copies identical, every block at or past its required version.

@@ -32,6 +32,7 @@ fn layout() -> Superblock {
         gen: GenIds::fresh(77),
         disk: DiskState::UpToDate,
         primary: false,
+        unclean: false,
         resync_cursor: 0,
     }
 }

@@ -84,6 +84,10 @@ pub struct Superblock {
     /// Set while this node is Primary; cleared by a clean demote or shutdown. Found set at
     /// start-up, it means this node crashed as Primary.
     pub primary: bool,
+    /// The copy stopped without a clean shutdown and has not been resynced since: the writes
+    /// that completed into its disk's cache in its activity log's extents may be gone, so it
+    /// must not be the source of those extents (unless it crashed as Primary).
+    pub unclean: bool,
     /// Where an interrupted resync of this copy as the target stood (bytes from the start).
     pub resync_cursor: u64,
 }
@@ -154,7 +158,11 @@ impl Superblock {
         w.u64(self.gen.bitmap);
         w.u64(self.gen.history[0]);
         w.u64(self.gen.history[1]);
-        w.bytes(&[self.disk as u8, u8::from(self.primary)]);
+        w.bytes(&[
+            self.disk as u8,
+            u8::from(self.primary),
+            u8::from(self.unclean),
+        ]);
         w.u64(self.resync_cursor);
         let crc = crc32c::crc32c(&b[..SUPERBLOCK_BYTES - 4]);
         b[SUPERBLOCK_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
@@ -187,9 +195,10 @@ impl Superblock {
             bitmap: r.u64(),
             history: [r.u64(), r.u64()],
         };
-        let flags = r.bytes(2);
+        let flags = r.bytes(3);
         let disk = DiskState::from_u8(flags[0]).ok_or(MetaError::NoSuperblock)?;
         let primary = flags[1] != 0;
+        let unclean = flags[2] != 0;
         let resync_cursor = r.u64();
         if !(9..=30).contains(&granule_shift) || !(16..=32).contains(&al_extent_shift) {
             return Err(MetaError::NoSuperblock);
@@ -206,6 +215,7 @@ impl Superblock {
             gen,
             disk,
             primary,
+            unclean,
             resync_cursor,
         })
     }
@@ -321,6 +331,7 @@ mod tests {
             },
             disk: DiskState::Outdated,
             primary: true,
+            unclean: true,
             resync_cursor: 4096,
         }
     }

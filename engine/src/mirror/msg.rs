@@ -63,6 +63,9 @@ pub struct Hello {
     pub gen: GenIds,
     /// The sender crashed as Primary and has not resynced since.
     pub crashed_primary: bool,
+    /// The sender stopped uncleanly and has not resynced since (see
+    /// [`Superblock::unclean`](crate::mirror::meta::Superblock::unclean)).
+    pub unclean: bool,
     /// The sender's role.
     pub role: Role,
     /// The sender's disk state.

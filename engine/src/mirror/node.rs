@@ -166,7 +166,15 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         self.inner.replica.borrow().counters().clone()
     }
 
-    /// Stops connecting and drops the link (the node's tasks end).
+    /// Stops cleanly: the link dropped, what is in flight ended, the activity log emptied and a
+    /// clean stop recorded (the next start marks nothing to resync), then [`MirrorNode::stop`].
+    pub async fn shutdown(&self) -> Result<(), Failure> {
+        let r = self.request(|id| Input::Shutdown { id }).await.map(|_| ());
+        self.stop();
+        r
+    }
+
+    /// Stops connecting and drops the link at once, as a crash would leave the metadata.
     pub fn stop(&self) {
         self.inner.stopped.set(true);
         if let Some(l) = self.inner.link.borrow_mut().take() {

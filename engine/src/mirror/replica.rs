@@ -139,6 +139,13 @@ pub enum Input<P> {
         /// Echoed.
         id: u64,
     },
+    /// Stop cleanly: drop the link, let what is in flight end, empty the activity log (its
+    /// extents' bitmap pages written first) and record a clean stop, so the next start marks
+    /// nothing. Completes when all of that is on disk; the node serves nothing after it.
+    Shutdown {
+        /// Echoed.
+        id: u64,
+    },
     /// Admin: leave StandAlone and connect again.
     Connect {
         /// Echoed.
@@ -344,16 +351,36 @@ enum AfterSb {
     Complete(u64),
     GenerationDurable(u64),
     SendResyncDone(u64),
+    EmptyLogAfterOpen,
     StartSyncTarget(u64),
+}
+
+/// Where a clean shutdown stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShutdownStage {
+    /// Waiting for what is in flight to end.
+    Draining(u64),
+    /// The activity log is being emptied.
+    EmptyingLog(u64),
+    /// The clean superblock is being written.
+    Recording,
 }
 
 /// The replication state of one volume on one node.
 pub struct Replica<P> {
+    /// The activity log's extents found at start-up, emptied once marked (see `open`).
+    al_at_open: Vec<u32>,
+    /// No write takes activity-log extents until those of start-up are marked on disk: a new
+    /// transaction would drop them from the log before their bits are stable.
+    al_ready: bool,
+    shutdown: Option<ShutdownStage>,
     cfg: Config,
     sb: Superblock,
     role: Role,
     conn: ConnState,
     crashed_primary: bool,
+    /// See [`Superblock::unclean`].
+    unclean: bool,
     discard_my_data: bool,
     bitmap: Bitmap,
     al: ActivityLog,
@@ -426,23 +453,22 @@ impl<P: Clone> Replica<P> {
         // lose to the older ones at the next recovery.
         let al = ActivityLog::new(al_shift, sb.al_extents as usize, al_next_seq);
         let crashed_primary = sb.primary;
-        let mut dirty_pages = Vec::new();
+        let unclean = sb.unclean || !al_extents.is_empty();
         for &e in al_extents {
-            let start = u64::from(e) << al_shift;
-            bitmap.mark(start, 1u64 << al_shift);
-            let end = (start + (1u64 << al_shift)).min(sb.volume_bytes.max(1)) - 1;
-            for p in bitmap.page_of(start)..=bitmap.page_of(end) {
-                if !dirty_pages.contains(&p) {
-                    dirty_pages.push(p);
-                }
-            }
+            bitmap.mark(u64::from(e) << al_shift, 1u64 << al_shift);
         }
+        let al_at_open = al_extents.to_vec();
         let rng = cfg.seed | 1;
+        let al_ready = al_at_open.is_empty();
         let mut r = Replica {
+            al_at_open,
+            al_ready,
+            shutdown: None,
             cfg,
             role: Role::Secondary,
             conn: ConnState::Connecting,
             crashed_primary,
+            unclean,
             discard_my_data: false,
             bitmap,
             al,
@@ -473,19 +499,9 @@ impl<P: Clone> Replica<P> {
             sb,
         };
         if !al_extents.is_empty() {
-            // Rewrite the marked pages, then empty the log: its extents are in the bitmap now.
-            if let Some(tx) = r.al.clear() {
-                let pages = dirty_pages.into_iter().map(|p| (p, r.page(p))).collect();
-                r.meta(
-                    MetaWrite::Al {
-                        flush_data_first: true,
-                        pages,
-                        tx: tx.clone(),
-                    },
-                    MetaKind::Al(tx),
-                    out,
-                );
-            }
+            // First the unclean mark on disk, then the marked pages and an empty log: a crash in
+            // between must not leave marked bits without the mark.
+            r.persist(Some(AfterSb::EmptyLogAfterOpen), out);
         }
         r
     }
@@ -569,6 +585,18 @@ impl<P: Clone> Replica<P> {
                     result: Ok(None),
                 });
             }
+            Input::Shutdown { id } => {
+                self.shutdown = Some(ShutdownStage::Draining(id));
+                if self.link != 0 {
+                    out.push(Action::Disconnect("shutting down".into()));
+                }
+                // Still Primary here: writes the peer did not confirm are marked, under a new
+                // generation, and complete; then nothing new is taken.
+                self.link_down(out);
+                self.role = Role::Secondary;
+                self.conn = ConnState::StandAlone;
+                self.try_shutdown(out);
+            }
             Input::DiscardMyData { id } => {
                 if self.role == Role::Primary {
                     self.refuse(id, "discard-my-data on the Primary: demote first", out);
@@ -637,6 +665,7 @@ impl<P: Clone> Replica<P> {
     fn write_sb(&mut self, after: Vec<AfterSb>, out: &mut Vec<Action<P>>) {
         self.sb.seq += 1;
         self.sb.primary = self.role == Role::Primary || self.crashed_primary;
+        self.sb.unclean = self.unclean;
         self.sb_in_flight = Some(after);
         let sb = self.sb.clone();
         self.meta(MetaWrite::Superblock(sb), MetaKind::Superblock, out);
@@ -752,6 +781,7 @@ impl<P: Clone> Replica<P> {
                 result: if ok { Ok(None) } else { Err(Failure::Io) },
             });
         }
+        self.try_shutdown(out);
     }
 
     // ---- the range queue -----------------------------------------------------------------
@@ -788,26 +818,14 @@ impl<P: Clone> Replica<P> {
             }
             let needs_al = self.waiting[i].op.needs_al();
             if needs_al {
-                if al_blocked {
+                if al_blocked || !self.al_ready {
                     i += 1;
                     continue;
                 }
                 match self.al.admit(offset, len) {
                     Admit::Hot => {}
                     Admit::Commit(tx) => {
-                        let mut pages: Vec<usize> = Vec::new();
-                        for &e in &tx.evicted {
-                            let start = u64::from(e) << self.al_shift;
-                            let end = (start + (1u64 << self.al_shift))
-                                .min(self.sb.volume_bytes.max(1))
-                                - 1;
-                            for p in self.bitmap.page_of(start)..=self.bitmap.page_of(end) {
-                                if !pages.contains(&p) {
-                                    pages.push(p);
-                                }
-                            }
-                        }
-                        let pages = pages.into_iter().map(|p| (p, self.page(p))).collect();
+                        let pages = self.pages_of_extents(&tx.evicted);
                         self.meta(
                             MetaWrite::Al {
                                 flush_data_first: !tx.evicted.is_empty(),
@@ -833,6 +851,55 @@ impl<P: Clone> Replica<P> {
             };
             self.start(w, needs_al, out);
         }
+        self.try_shutdown(out);
+    }
+
+    /// Takes the next step of a clean shutdown once nothing is in flight.
+    fn try_shutdown(&mut self, out: &mut Vec<Action<P>>) {
+        let Some(ShutdownStage::Draining(id)) = self.shutdown else {
+            return;
+        };
+        if !self.in_flight.is_empty() || !self.waiting.is_empty() || !self.flushes.is_empty() {
+            return;
+        }
+        let active = self.al.active();
+        if self.empty_log(&active, out) {
+            self.shutdown = Some(ShutdownStage::EmptyingLog(id));
+        }
+    }
+
+    /// Writes the bitmap pages of `extents`, then a transaction that empties the activity log
+    /// (after a flush of the data disk). False when a transaction or a write holds the log.
+    fn empty_log(&mut self, extents: &[u32], out: &mut Vec<Action<P>>) -> bool {
+        let Some(tx) = self.al.clear() else {
+            return false;
+        };
+        let pages = self.pages_of_extents(extents);
+        self.meta(
+            MetaWrite::Al {
+                flush_data_first: true,
+                pages,
+                tx: tx.clone(),
+            },
+            MetaKind::Al(tx),
+            out,
+        );
+        true
+    }
+
+    /// The bitmap pages that cover `extents`, with their bytes.
+    fn pages_of_extents(&self, extents: &[u32]) -> Vec<(usize, Box<[u8; PAGE_BYTES]>)> {
+        let mut pages: Vec<usize> = Vec::new();
+        for &e in extents {
+            let start = u64::from(e) << self.al_shift;
+            let end = (start + (1u64 << self.al_shift)).min(self.sb.volume_bytes.max(1)) - 1;
+            for p in self.bitmap.page_of(start)..=self.bitmap.page_of(end) {
+                if !pages.contains(&p) {
+                    pages.push(p);
+                }
+            }
+        }
+        pages.into_iter().map(|p| (p, self.page(p))).collect()
     }
 
     fn start(&mut self, w: Waiting<P>, al: bool, out: &mut Vec<Action<P>>) {
@@ -1059,6 +1126,13 @@ impl<P: Clone> Replica<P> {
         match self.tokens.remove(&token) {
             Some(Token::Meta(MetaKind::Al(tx))) => {
                 self.al.committed(&tx);
+                self.al_ready = true;
+                if let Some(ShutdownStage::EmptyingLog(id)) = self.shutdown {
+                    self.shutdown = Some(ShutdownStage::Recording);
+                    self.crashed_primary = false;
+                    self.persist(Some(AfterSb::Complete(id)), out);
+                    return;
+                }
                 self.pump(out);
             }
             Some(Token::Meta(MetaKind::Superblock)) => {
@@ -1086,6 +1160,11 @@ impl<P: Clone> Replica<P> {
                                 self.counters.resyncs_done += 1;
                                 tracing::info!("mirror: resync done (target)");
                             }
+                        }
+                        AfterSb::EmptyLogAfterOpen => {
+                            // The log's extents are in the bitmap: write their pages, empty it.
+                            let extents = std::mem::take(&mut self.al_at_open);
+                            self.empty_log(&extents, out);
                         }
                         AfterSb::StartSyncTarget(link) => {
                             if link == self.link && self.conn == ConnState::SyncTarget {
@@ -1119,6 +1198,7 @@ impl<P: Clone> Replica<P> {
             volume_bytes: self.sb.volume_bytes,
             gen: self.sb.gen,
             crashed_primary: self.crashed_primary,
+            unclean: self.unclean,
             role: self.role,
             disk: self.sb.disk,
             discard_my_data: self.discard_my_data,
@@ -1281,6 +1361,7 @@ impl<P: Clone> Replica<P> {
                 }
                 self.sb.gen.clear_bitmap();
                 self.crashed_primary = false;
+                self.unclean = false;
                 if let Some(p) = self.peer.as_mut() {
                     p.disk = DiskState::UpToDate;
                 }
@@ -1434,10 +1515,25 @@ impl<P: Clone> Replica<P> {
             Decision::InSync if self.bitmap.count() > 0 => {
                 // Same generation, but a crash left extents marked: the Primary (or else the
                 // lower node id) is the source.
-                let me_first = match (self.role, peer.role) {
-                    (Role::Primary, _) => true,
-                    (_, Role::Primary) => false,
-                    _ => self.sb.node_id < peer.node_id,
+                // Only an UpToDate copy can be the source. A copy that stopped uncleanly may
+                // have lost cached writes in those extents that the other still holds: the
+                // clean copy is the source.
+                let mine_ok = self.sb.disk == DiskState::UpToDate;
+                let theirs_ok = peer.disk == DiskState::UpToDate;
+                let me_first = match (mine_ok, theirs_ok, self.unclean, peer.unclean) {
+                    (true, false, _, _) => true,
+                    (false, true, _, _) => false,
+                    (false, false, _, _) => {
+                        self.stand_alone("neither copy is UpToDate", out);
+                        return;
+                    }
+                    (_, _, false, true) => true,
+                    (_, _, true, false) => false,
+                    _ => match (self.role, peer.role) {
+                        (Role::Primary, _) => true,
+                        (_, Role::Primary) => false,
+                        _ => self.sb.node_id < peer.node_id,
+                    },
                 };
                 if me_first {
                     Decision::SourceBitmap
@@ -1447,6 +1543,14 @@ impl<P: Clone> Replica<P> {
             }
             other => other,
         };
+        let source = matches!(d, Decision::SourceBitmap | Decision::SourceFull);
+        if source && self.sb.disk != DiskState::UpToDate {
+            self.stand_alone(
+                "this copy is not UpToDate and cannot be a resync source",
+                out,
+            );
+            return;
+        }
         if matches!(d, Decision::SourceFull | Decision::TargetFull) {
             self.bitmap.mark_all();
         }
@@ -1524,6 +1628,7 @@ impl<P: Clone> Replica<P> {
         self.sb.gen.adopt(&peer.gen);
         self.sb.disk = DiskState::UpToDate;
         self.crashed_primary = false;
+        self.unclean = false;
         self.discard_my_data = false;
         let link = self.link;
         self.persist(Some(AfterSb::SendResyncDone(link)), out);

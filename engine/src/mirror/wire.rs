@@ -367,6 +367,7 @@ impl Codec {
                     role_byte(h.role),
                     h.disk as u8,
                     u8::from(h.discard_my_data),
+                    u8::from(h.unclean),
                 ]);
                 (kind::HELLO, &[])
             }
@@ -565,7 +566,7 @@ impl Codec {
                     bitmap: r.u64()?,
                     history: [r.u64()?, r.u64()?],
                 };
-                let flags = r.take(4)?;
+                let flags = r.take(5)?;
                 Msg::Hello(Hello {
                     node_id,
                     volume_bytes,
@@ -574,6 +575,7 @@ impl Codec {
                     role: parse_role(flags[1])?,
                     disk: parse_disk(flags[2])?,
                     discard_my_data: flags[3] != 0,
+                    unclean: flags[4] != 0,
                 })
             }
             kind::BITMAP => {
@@ -805,6 +807,7 @@ mod tests {
                     history: [7, 8],
                 },
                 crashed_primary: true,
+                unclean: true,
                 role: Role::Primary,
                 disk: DiskState::Outdated,
                 discard_my_data: true,

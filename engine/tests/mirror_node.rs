@@ -77,7 +77,10 @@ fn config(id: u32, peer_addr: std::net::SocketAddr, secret: &[u8]) -> NodeConfig
         peer_addr,
         secret: secret.to_vec(),
         private_cable: false,
-        replica: Config::default(),
+        replica: Config {
+            resync_rate_bytes_per_s: 16 << 20,
+            ..Config::default()
+        },
         max_data: 256 * 1024,
         reconnect_interval: Duration::from_millis(20),
     }

@@ -109,6 +109,8 @@ enum Ev {
     Done { node: usize, life: u64, op: DiskOp },
     /// The link drops (a timeout after a lost message, or a cut).
     Cut { link: u64 },
+    /// Node `node`'s clock ticks (with a resync rate limit only).
+    Tick { node: usize, life: u64 },
 }
 
 #[derive(Debug)]
@@ -196,6 +198,9 @@ impl Stats {
 struct Sim {
     /// Lose and duplicate messages now and then (off in the scripted tests).
     message_faults: bool,
+    /// The replicas' resync rate limit (bytes per second of simulated time, a tick being a
+    /// microsecond); with a limit, each running node gets a clock tick every 100 µs.
+    resync_rate: u64,
     stats: Stats,
     rng: Rng,
     now: u64,
@@ -259,6 +264,7 @@ impl Sim {
         };
         let mut sim = Sim {
             message_faults: true,
+            resync_rate: 0,
             stats: Stats::default(),
             rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
             now: 0,
@@ -311,6 +317,7 @@ impl Sim {
             resync_chunk: 2 * BLOCK,
             resync_window: 3,
             seed: self.rng.next(),
+            resync_rate_bytes_per_s: self.resync_rate,
         };
         let replica = Replica::open(
             cfg,
@@ -321,8 +328,12 @@ impl Sim {
             &mut out,
         );
         node.replica = Some(replica);
+        let life = node.life;
         self.log(|| format!("node {} starts", n + 1));
         self.act(n, out);
+        if self.resync_rate > 0 {
+            self.schedule(100, Ev::Tick { node: n, life });
+        }
     }
 
     fn crash(&mut self, n: usize) {
@@ -780,6 +791,17 @@ impl Sim {
                     self.cut();
                 }
             }
+            Ev::Tick { node, life } => {
+                if self.nodes[node].life == life && self.nodes[node].replica.is_some() {
+                    self.input(
+                        node,
+                        Input::Tick {
+                            now_ns: self.now * 1000,
+                        },
+                    );
+                    self.schedule(100, Ev::Tick { node, life });
+                }
+            }
             Ev::Done { node, life, op } => {
                 if self.nodes[node].life != life || self.nodes[node].replica.is_none() {
                     return;
@@ -1030,8 +1052,18 @@ impl Sim {
 
     /// Runs every scheduled event (connecting when both are ready) until nothing is left.
     fn settle(&mut self) {
-        for _ in 0..1_000_000 {
+        for _ in 0..10_000_000 {
             self.try_connect();
+            // Only clock ticks left and no resync waiting for them: settled.
+            let only_ticks = self.payloads.values().all(|e| matches!(e, Ev::Tick { .. }));
+            let syncing = self.nodes.iter().any(|n| {
+                n.replica
+                    .as_ref()
+                    .is_some_and(|r| r.status().conn == ConnState::SyncTarget)
+            });
+            if only_ticks && !syncing {
+                return;
+            }
             match self.pop() {
                 Some(ev) => self.run_event(ev),
                 None => return,
@@ -1286,4 +1318,59 @@ fn a_secondary_does_not_serve_and_a_primary_needs_an_uptodate_copy() {
             result: Err(Failure::Refused)
         }
     )));
+}
+
+#[test]
+fn the_resync_keeps_to_its_rate_limit_and_reports_progress() {
+    let mut sim = Sim::scripted(5);
+    // 64 KiB per second of simulated time; chunks of 8 KiB.
+    sim.resync_rate = 64 * 1024;
+    sim.nodes[0].replica = None;
+    sim.nodes[1].replica = None;
+    sim.start(0);
+    sim.start(1);
+    sim.start_connected();
+    sim.link_allowed = false;
+    sim.cut();
+    let blocks: Vec<usize> = (0..BLOCKS).step_by(2).collect();
+    sim.write_blocks(0, &blocks);
+    let total = blocks.len() as u64 * BLOCK;
+    assert_eq!(sim.status(0).out_of_sync_bytes, total);
+    sim.link_allowed = true;
+    let start = sim.now;
+    let mut seen_progress = None;
+    for _ in 0..5_000_000 {
+        sim.try_connect();
+        if let Some(p) = sim.status(1).resync {
+            if p.done_bytes > 0 && p.done_bytes < total && seen_progress.is_none() {
+                seen_progress = Some(p);
+            }
+        }
+        if sim.status(1).conn == ConnState::Connected && sim.status(1).disk == DiskState::UpToDate {
+            break;
+        }
+        match sim.pop() {
+            Some(ev) => sim.run_event(ev),
+            None => break,
+        }
+    }
+    assert_eq!(sim.status(1).disk, DiskState::UpToDate);
+    let elapsed_s = (sim.now - start) as f64 / 1e6;
+    // 192 KiB at 64 KiB/s, less the first request's allowance: at least 2.5 s.
+    assert!(
+        elapsed_s >= 2.5,
+        "resync took {elapsed_s} s of simulated time"
+    );
+    assert!(
+        elapsed_s <= 4.0,
+        "resync took {elapsed_s} s of simulated time"
+    );
+    let p = seen_progress.expect("progress seen mid-resync");
+    assert_eq!(p.total_bytes, total);
+    assert!(
+        p.bytes_per_s > 32 * 1024 && p.bytes_per_s < 128 * 1024,
+        "{p:?}"
+    );
+    assert!(p.eta_s.is_some_and(|eta| eta <= 4), "{p:?}");
+    sim.assert_copies_identical();
 }

@@ -95,6 +95,10 @@ struct Inner<D: Disk, M: Disk> {
     outbox_waker: RefCell<Option<Waker>>,
     link: RefCell<Option<Link>>,
     stopped: Cell<bool>,
+    /// The clock the core's ticks count from.
+    epoch: std::time::Instant,
+    /// The ticker parks here while no resync runs (an idle node wakes for nothing).
+    ticker_waker: RefCell<Option<Waker>>,
 }
 
 /// A running node (cheap to clone; every clone is the same node).
@@ -143,11 +147,15 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 outbox_waker: RefCell::new(None),
                 link: RefCell::new(None),
                 stopped: Cell::new(false),
+                epoch: std::time::Instant::now(),
+                ticker_waker: RefCell::new(None),
             }),
         };
         node.execute(out);
         let link_node = node.clone();
         crate::spawn(async move { link_node.link_loop(listener).await });
+        let tick_node = node.clone();
+        crate::spawn(async move { tick_node.tick_loop().await });
         Ok(node)
     }
 
@@ -181,6 +189,9 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
             l.shutdown.shutdown();
         }
         if let Some(w) = self.inner.outbox_waker.borrow_mut().take() {
+            w.wake();
+        }
+        if let Some(w) = self.inner.ticker_waker.borrow_mut().take() {
             w.wake();
         }
     }
@@ -260,6 +271,39 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         let mut out = Vec::new();
         self.inner.replica.borrow_mut().handle(input, &mut out);
         self.execute(out);
+        if self.resyncing() {
+            if let Some(w) = self.inner.ticker_waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn resyncing(&self) -> bool {
+        matches!(
+            self.status().conn,
+            ConnState::SyncSource | ConnState::SyncTarget
+        )
+    }
+
+    /// Feeds the core the clock every 10 ms while a resync runs (its rate limit and progress);
+    /// parked otherwise.
+    async fn tick_loop(&self) {
+        while !self.inner.stopped.get() {
+            if !self.resyncing() {
+                std::future::poll_fn(|cx| {
+                    if self.resyncing() || self.inner.stopped.get() {
+                        Poll::Ready(())
+                    } else {
+                        *self.inner.ticker_waker.borrow_mut() = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                })
+                .await;
+            }
+            let now_ns = u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.feed(Input::Tick { now_ns });
+            crate::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn execute(&self, actions: Vec<Action<Payload>>) {

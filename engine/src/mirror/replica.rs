@@ -34,6 +34,9 @@ pub struct Config {
     pub resync_window: usize,
     /// Seed of the generator of new generation ids (the daemon seeds it from the OS).
     pub seed: u64,
+    /// Most bytes per second the resync target asks for (0: no limit). Needs
+    /// [`Input::Tick`]s to refill.
+    pub resync_rate_bytes_per_s: u64,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             resync_chunk: 256 * 1024,
             resync_window: 8,
             seed: 0x5eed,
+            resync_rate_bytes_per_s: 0,
         }
     }
 }
@@ -145,6 +149,12 @@ pub enum Input<P> {
     Shutdown {
         /// Echoed.
         id: u64,
+    },
+    /// Time passes: the driver's clock, in nanoseconds from any fixed start, every few
+    /// milliseconds (it refills the resync rate limit and times the resync's progress).
+    Tick {
+        /// Now.
+        now_ns: u64,
     },
     /// Admin: leave StandAlone and connect again.
     Connect {
@@ -411,6 +421,13 @@ pub struct Replica<P> {
     sb_next: Option<Vec<AfterSb>>,
     resync_cursor: u64,
     resync_outstanding: usize,
+    /// The driver's clock at the last tick.
+    now_ns: u64,
+    /// Bytes the target may still ask for before the next refill (with a rate limit).
+    resync_tokens: u64,
+    resync_started_ns: u64,
+    resync_total_bytes: u64,
+    resync_done_bytes: u64,
     counters: Counters,
 }
 
@@ -433,6 +450,21 @@ pub struct Status {
     pub gen: GenIds,
     /// The last connect found split brain.
     pub split_brain: bool,
+    /// The resync under way, seen from either end.
+    pub resync: Option<ResyncProgress>,
+}
+
+/// How far a resync has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResyncProgress {
+    /// Bytes it set out to copy.
+    pub total_bytes: u64,
+    /// Bytes copied so far.
+    pub done_bytes: u64,
+    /// Bytes per second since it started (0 before the first tick).
+    pub bytes_per_s: u64,
+    /// Seconds left at that rate, when known.
+    pub eta_s: Option<u64>,
 }
 
 impl<P: Clone> Replica<P> {
@@ -495,6 +527,11 @@ impl<P: Clone> Replica<P> {
             sb_next: None,
             resync_cursor: 0,
             resync_outstanding: 0,
+            now_ns: 0,
+            resync_tokens: 0,
+            resync_started_ns: 0,
+            resync_total_bytes: 0,
+            resync_done_bytes: 0,
             counters: Counters::default(),
             sb,
         };
@@ -517,6 +554,22 @@ impl<P: Clone> Replica<P> {
             out_of_sync_bytes: self.bitmap.out_of_sync_bytes(),
             gen: self.sb.gen,
             split_brain: self.decision == Some(Decision::SplitBrain),
+            resync: matches!(self.conn, ConnState::SyncSource | ConnState::SyncTarget).then(|| {
+                let elapsed = self.now_ns.saturating_sub(self.resync_started_ns);
+                let done = self.resync_done_bytes;
+                let rate = if elapsed > 0 {
+                    (u128::from(done) * 1_000_000_000 / u128::from(elapsed)) as u64
+                } else {
+                    0
+                };
+                let left = self.resync_total_bytes.saturating_sub(done);
+                ResyncProgress {
+                    total_bytes: self.resync_total_bytes,
+                    done_bytes: done,
+                    bytes_per_s: rate,
+                    eta_s: (rate > 0).then(|| left.div_ceil(rate)),
+                }
+            }),
         }
     }
 
@@ -576,6 +629,19 @@ impl<P: Clone> Replica<P> {
             }
             Input::Promote { id, force } => self.promote(id, force, out),
             Input::Demote { id } => self.demote(id, out),
+            Input::Tick { now_ns } => {
+                let rate = self.cfg.resync_rate_bytes_per_s;
+                if rate > 0 && now_ns > self.now_ns {
+                    let dt = now_ns - self.now_ns;
+                    let add = (u128::from(rate) * u128::from(dt) / 1_000_000_000) as u64;
+                    // At most a tenth of a second's worth saved up, and never less than one
+                    // request, so a low rate still moves.
+                    let cap = (rate / 10).max(self.cfg.resync_chunk);
+                    self.resync_tokens = self.resync_tokens.saturating_add(add).min(cap);
+                }
+                self.now_ns = self.now_ns.max(now_ns);
+                self.resync_step(out);
+            }
             Input::Connect { id } => {
                 if self.conn == ConnState::StandAlone {
                     self.conn = ConnState::Connecting;
@@ -1055,6 +1121,7 @@ impl<P: Clone> Replica<P> {
                 if ok {
                     self.bitmap.clear(offset, len);
                     self.counters.resync_written_bytes += len;
+                    self.resync_done_bytes += len;
                 }
                 out.push(Action::Send(Msg::ResyncAck {
                     offset,
@@ -1346,6 +1413,7 @@ impl<P: Clone> Replica<P> {
                 }
                 if applied {
                     self.bitmap.clear(offset, len);
+                    self.resync_done_bytes += len;
                 }
             }
             Msg::ResyncDone => {
@@ -1555,6 +1623,9 @@ impl<P: Clone> Replica<P> {
             self.bitmap.mark_all();
         }
         self.counters.resync_planned_bytes = self.bitmap.out_of_sync_bytes();
+        self.resync_total_bytes = self.bitmap.out_of_sync_bytes();
+        self.resync_done_bytes = 0;
+        self.resync_started_ns = self.now_ns;
         let link = self.link;
         match d {
             Decision::InSync => {
@@ -1598,12 +1669,21 @@ impl<P: Clone> Replica<P> {
         if self.conn != ConnState::SyncTarget {
             return;
         }
+        let limited = self.cfg.resync_rate_bytes_per_s > 0;
+        let mut throttled = false;
         while self.resync_outstanding < self.cfg.resync_window {
             match self
                 .bitmap
                 .next_run(self.resync_cursor, self.cfg.resync_chunk)
             {
                 Some((offset, len)) => {
+                    if limited && self.resync_tokens < len {
+                        throttled = true;
+                        break;
+                    }
+                    if limited {
+                        self.resync_tokens -= len;
+                    }
                     self.resync_cursor = offset + len;
                     self.resync_outstanding += 1;
                     out.push(Action::Send(Msg::ResyncRequest { offset, len }));
@@ -1611,7 +1691,7 @@ impl<P: Clone> Replica<P> {
                 None => break,
             }
         }
-        if self.resync_outstanding > 0 {
+        if self.resync_outstanding > 0 || throttled {
             return;
         }
         if self.bitmap.count() > 0 {

@@ -6,6 +6,7 @@
 //!   Secondary comes back from its metadata, and the resync copies exactly the blocks the
 //!   bitmaps say (the writes made alone, and after the crash the Secondary's activity log):
 //!   then the two data files are byte for byte identical;
+//! - online verify finds a block corrupted behind the mirror's back, and with resync repairs it;
 //! - a peer with the wrong secret is refused and nothing reaches it.
 
 use std::os::unix::fs::FileExt;
@@ -144,6 +145,15 @@ async fn wait_for<D: ringsan_engine::disk::Disk, M: ringsan_engine::disk::Disk>(
         );
         ringsan_engine::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Connected to an UpToDate peer, nothing marked, nothing in flight.
+fn in_sync(n: &MirrorNode<FileDisk, FileDisk>) -> bool {
+    let s = n.status();
+    s.conn == ConnState::Connected
+        && s.peer_disk == Some(DiskState::UpToDate)
+        && s.out_of_sync_bytes == 0
+        && n.busy() == 0
 }
 
 fn pattern(block: usize, round: u8) -> Vec<u8> {
@@ -292,14 +302,7 @@ fn protocol_c_then_degraded_writes_then_a_resync_of_exactly_those_blocks() {
             let (tx, rx) = mpsc::channel();
             node2 = run_node2(d1.clone(), tx, port, b"s3cret", stop2.clone());
             assert_eq!(rx.recv().unwrap(), port);
-            wait_for(&node, "resync", |n| {
-                let s = n.status();
-                s.conn == ConnState::Connected
-                    && s.peer_disk == Some(DiskState::UpToDate)
-                    && s.out_of_sync_bytes == 0
-                    && n.busy() == 0
-            })
-            .await;
+            wait_for(&node, "resync", in_sync).await;
             let c = node.counters();
             assert_eq!(
                 c.resync_read_bytes - before,
@@ -311,6 +314,22 @@ fn protocol_c_then_degraded_writes_then_a_resync_of_exactly_those_blocks() {
             write_block(&node, 1000, round).await;
             write_block(&node, 3500, round).await;
         }
+        // Online verify: a block of node 2's file goes bad behind the mirror's back.
+        {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(d1.join("data2"))
+                .unwrap();
+            f.write_all_at(&[0xee; BLOCK], 900 * BLOCK as u64).unwrap();
+            f.sync_all().unwrap();
+        }
+        let differing = node.verify(false).await.expect("verify");
+        assert_eq!(differing, 256 * 1024, "one 256 KiB range differs");
+        assert_eq!(file_block(&d1.join("data2"), 900), vec![0xee; BLOCK]);
+        let differing = node.verify(true).await.expect("verify and resync");
+        assert_eq!(differing, 256 * 1024);
+        wait_for(&node, "resync after verify", in_sync).await;
+        assert_eq!(node.verify(false).await.expect("verify"), 0);
         stop2.store(STOP_CLEAN, Ordering::SeqCst);
         node2.join().unwrap();
         node.stop();

@@ -129,6 +129,11 @@ enum DiskOp {
     Flush {
         token: u64,
     },
+    Digest {
+        token: u64,
+        first: usize,
+        n: usize,
+    },
     Meta {
         token: u64,
         what: MetaWrite,
@@ -177,6 +182,7 @@ struct Stats {
     reads_checked: u64,
     split_brains: u64,
     clean_stops: u64,
+    verified_bytes: u64,
 }
 
 impl Stats {
@@ -192,6 +198,7 @@ impl Stats {
         self.reads_checked += o.reads_checked;
         self.split_brains += o.split_brains;
         self.clean_stops += o.clean_stops;
+        self.verified_bytes += o.verified_bytes;
     }
 }
 
@@ -419,6 +426,12 @@ impl Sim {
         self.act(n, out);
     }
 
+    /// A read-side disk operation of node `n`, done after a random delay.
+    fn disk_op(&mut self, n: usize, life: u64, op: DiskOp) {
+        let d = 1 + self.rng.below(30);
+        self.schedule(d, Ev::Done { node: n, life, op });
+    }
+
     fn act(&mut self, n: usize, out: Vec<Action<P>>) {
         let life = self.nodes[n].life;
         for a in out {
@@ -454,17 +467,26 @@ impl Sim {
                     );
                 }
                 Action::ReadLocal { token, offset, len } => {
-                    let d = 1 + self.rng.below(30);
-                    self.schedule(
-                        d,
-                        Ev::Done {
-                            node: n,
-                            life,
-                            op: DiskOp::Read {
-                                token,
-                                first: (offset / BLOCK) as usize,
-                                n: (len / BLOCK) as usize,
-                            },
+                    let (first, n_blocks) = ((offset / BLOCK) as usize, (len / BLOCK) as usize);
+                    self.disk_op(
+                        n,
+                        life,
+                        DiskOp::Read {
+                            token,
+                            first,
+                            n: n_blocks,
+                        },
+                    );
+                }
+                Action::DigestLocal { token, offset, len } => {
+                    let (first, n_blocks) = ((offset / BLOCK) as usize, (len / BLOCK) as usize);
+                    self.disk_op(
+                        n,
+                        life,
+                        DiskOp::Digest {
+                            token,
+                            first,
+                            n: n_blocks,
                         },
                     );
                 }
@@ -624,6 +646,7 @@ impl Sim {
             self.stats.resyncs += r.counters().resyncs_done;
             self.stats.resync_bytes += r.counters().resync_written_bytes;
             self.stats.split_brains += r.counters().split_brains;
+            self.stats.verified_bytes += r.counters().verify_checked_bytes;
         }
     }
 
@@ -742,6 +765,14 @@ impl Sim {
                     self.input(p, Input::Demote { id });
                 }
             }
+            11 => {
+                if let Some(p) = self.primary() {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let resync = self.rng.chance(500);
+                    self.input(p, Input::Verify { id, resync });
+                }
+            }
             10 => {
                 let n = self.rng.below(2) as usize;
                 let running = self.nodes[n].replica.is_some();
@@ -831,6 +862,17 @@ impl Sim {
                         Input::LocalRead {
                             token,
                             data: Some(data),
+                        }
+                    }
+                    DiskOp::Digest { token, first, n } => {
+                        let disk = &self.nodes[node].disk;
+                        // FNV-1a over the blocks' versions.
+                        let digest = (first..first + n).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                            (h ^ disk.read(b)).wrapping_mul(0x0100_0000_01b3)
+                        });
+                        Input::LocalDigest {
+                            token,
+                            digest: Some(digest),
                         }
                     }
                     DiskOp::Flush { token } => {
@@ -1373,4 +1415,36 @@ fn the_resync_keeps_to_its_rate_limit_and_reports_progress() {
     );
     assert!(p.eta_s.is_some_and(|eta| eta <= 4), "{p:?}");
     sim.assert_copies_identical();
+}
+
+#[test]
+fn online_verify_finds_a_corrupted_block_and_resyncs_it_on_request() {
+    let mut sim = Sim::scripted(6);
+    sim.start_connected();
+    sim.write_blocks(0, &[10, 11, 12, 50]);
+    // A block of node 2's copy goes bad behind the mirror's back.
+    sim.nodes[1].disk.write(11, &[0xbad], true);
+    sim.nodes[1].disk.write(77, &[0xbad], true);
+    sim.admin(0, |id| Input::Verify { id, resync: false });
+    let c = sim.counters(0);
+    assert_eq!(c.verify_checked_bytes, VOLUME);
+    // Ranges of 2 blocks: two differing ranges.
+    assert_eq!(c.verify_differing_bytes, 2 * 2 * BLOCK, "{c:?}");
+    assert_eq!(sim.status(0).out_of_sync_bytes, 4 * BLOCK);
+    assert_eq!(sim.nodes[1].disk.read(11), 0xbad, "reported, not repaired");
+    // Now with resync: the marked ranges are copied from the Primary.
+    sim.admin(0, |id| Input::Verify { id, resync: true });
+    sim.settle();
+    assert_eq!(sim.status(1).conn, ConnState::Connected);
+    assert_eq!(sim.status(1).disk, DiskState::UpToDate);
+    sim.assert_copies_identical();
+    assert_eq!(
+        sim.nodes[1].disk.read(11),
+        *sim.truth[11].written.last().unwrap()
+    );
+    // A third run finds nothing.
+    let before = sim.counters(0).verify_differing_bytes;
+    sim.admin(0, |id| Input::Verify { id, resync: false });
+    assert_eq!(sim.counters(0).verify_differing_bytes, before);
+    assert_eq!(sim.counters(0).verifies_done, 3);
 }

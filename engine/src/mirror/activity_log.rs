@@ -55,6 +55,8 @@ pub struct ActivityLog {
     seq: u64,
     clock: u64,
     pending: bool,
+    /// Extents the pending transaction drops: no write may take them until it lands.
+    leaving: Vec<u32>,
 }
 
 impl ActivityLog {
@@ -68,6 +70,7 @@ impl ActivityLog {
             seq: next_seq,
             clock: 0,
             pending: false,
+            leaving: Vec::new(),
         }
     }
 
@@ -93,6 +96,10 @@ impl ActivityLog {
     /// Asks to start a write to `[offset, offset+len)`.
     pub fn admit(&mut self, offset: u64, len: u64) -> Admit {
         let range = self.extents_of(offset, len);
+        if range.clone().any(|e| self.leaving.contains(&e)) {
+            // Still in the log in memory, but the transaction on its way drops it.
+            return Admit::Full;
+        }
         let missing: Vec<u32> = range
             .clone()
             .filter(|e| !self.entries.contains_key(e))
@@ -132,6 +139,7 @@ impl ActivityLog {
             .collect();
         extents.sort_unstable();
         self.pending = true;
+        self.leaving = evicted.clone();
         Admit::Commit(Transaction {
             seq: self.seq,
             extents,
@@ -152,11 +160,13 @@ impl ActivityLog {
         }
         self.seq = tx.seq + 1;
         self.pending = false;
+        self.leaving.clear();
     }
 
     /// Writing the transaction failed: nothing changed.
     pub fn abandoned(&mut self) {
         self.pending = false;
+        self.leaving.clear();
     }
 
     /// A write admitted with [`Admit::Hot`] to `[offset, offset+len)` ended.
@@ -180,6 +190,7 @@ impl ActivityLog {
             return None;
         }
         self.pending = true;
+        self.leaving = self.active();
         Some(Transaction {
             seq: self.seq,
             extents: Vec::new(),
@@ -296,6 +307,21 @@ mod tests {
         al.release(4 * MIB, 512);
         let tx = commit(&mut al, 8 * MIB, 512);
         assert_eq!(tx.evicted, vec![1]);
+    }
+
+    #[test]
+    fn an_extent_on_its_way_out_is_not_handed_to_a_write() {
+        let mut al = ActivityLog::new(SHIFT, 1, 0);
+        commit(&mut al, 0, 512);
+        al.release(0, 512);
+        // A transaction that drops extent 0 is prepared but has not landed.
+        let Admit::Commit(tx) = al.admit(4 * MIB, 512) else {
+            panic!()
+        };
+        assert_eq!(tx.evicted, vec![0]);
+        assert_eq!(al.admit(0, 512), Admit::Full, "extent 0 is leaving");
+        al.committed(&tx);
+        assert!(matches!(al.admit(0, 512), Admit::Full | Admit::Commit(_)));
     }
 
     #[test]

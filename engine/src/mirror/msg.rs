@@ -141,6 +141,24 @@ pub enum Msg<P> {
     },
     /// The target has every block: it takes the source's generation.
     ResyncDone,
+    /// Online verify: the digest of a range on the sender; the peer compares its own.
+    VerifyRequest {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// The sender's digest of the range.
+        digest: u64,
+    },
+    /// The answer to a [`Msg::VerifyRequest`].
+    VerifyReply {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Whether the two digests are equal.
+        equal: bool,
+    },
     /// A node whose copy cannot serve a read asks its peer.
     ReadRequest {
         /// Echoed.
@@ -175,6 +193,8 @@ impl<P> Msg<P> {
             Msg::ResyncData { .. } => "ResyncData",
             Msg::ResyncAck { .. } => "ResyncAck",
             Msg::ResyncDone => "ResyncDone",
+            Msg::VerifyRequest { .. } => "VerifyRequest",
+            Msg::VerifyReply { .. } => "VerifyReply",
             Msg::ReadRequest { .. } => "ReadRequest",
             Msg::ReadReply { .. } => "ReadReply",
             Msg::Role(_) => "Role",

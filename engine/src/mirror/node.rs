@@ -229,6 +229,13 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
             .map(|_| ())
     }
 
+    /// Compares both copies (see [`Input::Verify`]); returns the bytes found different.
+    pub async fn verify(&self, resync: bool) -> Result<u64, Failure> {
+        let before = self.counters().verify_differing_bytes;
+        self.request(|id| Input::Verify { id, resync }).await?;
+        Ok(self.counters().verify_differing_bytes - before)
+    }
+
     /// Becomes Secondary.
     pub async fn demote(&self) -> Result<(), Failure> {
         self.request(|id| Input::Demote { id }).await.map(|_| ())
@@ -344,6 +351,19 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                             Payload::Buf(buf.into_shared())
                         });
                         node.feed(Input::LocalRead { token, data });
+                    });
+                }
+                Action::DigestLocal { token, offset, len } => {
+                    let node = self.clone();
+                    crate::spawn(async move {
+                        let buf = crate::reactor::buffer_pool().get().await;
+                        let (r, mut buf) = node.inner.data.read(buf, 0, len as usize, offset).await;
+                        log_io("verify read", offset, &r);
+                        let digest = r.ok().map(|()| {
+                            buf.set_len(len as usize);
+                            u64::from(crc32c::crc32c(buf.as_slice()))
+                        });
+                        node.feed(Input::LocalDigest { token, digest });
                     });
                 }
                 Action::FlushLocal { token } => {

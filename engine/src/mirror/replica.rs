@@ -150,6 +150,23 @@ pub enum Input<P> {
         /// Echoed.
         id: u64,
     },
+    /// A [`Action::DigestLocal`] ended with the range's digest, or None when the read failed.
+    LocalDigest {
+        /// Its token.
+        token: u64,
+        /// The digest.
+        digest: Option<u64>,
+    },
+    /// Admin: compare both copies range by range by digest (on the Primary, which holds each
+    /// range against writes while it is compared); differing ranges are marked, logged and
+    /// counted, and with `resync` copied from this side afterwards (the link is re-established
+    /// for it).
+    Verify {
+        /// Echoed.
+        id: u64,
+        /// Resync what differs.
+        resync: bool,
+    },
     /// Time passes: the driver's clock, in nanoseconds from any fixed start, every few
     /// milliseconds (it refills the resync rate limit and times the resync's progress).
     Tick {
@@ -213,6 +230,16 @@ pub enum Action<P> {
         /// Bytes.
         len: u64,
     },
+    /// Read a range of the local copy and digest it (any strong checksum, the same on both
+    /// nodes); report [`Input::LocalDigest`].
+    DigestLocal {
+        /// Echo in the report.
+        token: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
     /// Flush the local copy; report [`Input::LocalFlushed`].
     FlushLocal {
         /// Echo in the report.
@@ -251,6 +278,12 @@ pub struct Counters {
     pub resyncs_done: u64,
     /// Connections refused for split brain.
     pub split_brains: u64,
+    /// Bytes online verify compared.
+    pub verify_checked_bytes: u64,
+    /// Bytes online verify found different.
+    pub verify_differing_bytes: u64,
+    /// Verify runs that ended.
+    pub verifies_done: u64,
 }
 
 /// What an operation waiting for its range (and its activity-log extents) is.
@@ -273,6 +306,13 @@ enum Op<P> {
         link: u64,
     },
     ResyncRead {
+        link: u64,
+    },
+    VerifyLocal {
+        link: u64,
+    },
+    VerifyPeer {
+        digest: u64,
         link: u64,
     },
 }
@@ -323,6 +363,14 @@ enum Running {
     ResyncRead {
         link: u64,
     },
+    /// Held from the local digest until the peer's answer, so no write changes the range.
+    VerifyLocal {
+        link: u64,
+    },
+    VerifyPeer {
+        digest: u64,
+        link: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -365,6 +413,28 @@ enum AfterSb {
     StartSyncTarget(u64),
 }
 
+/// An online verify under way.
+#[derive(Clone, Copy, Debug)]
+struct VerifyRun {
+    id: u64,
+    cursor: u64,
+    outstanding: usize,
+    checked: u64,
+    differing: u64,
+    resync: bool,
+}
+
+/// How far an online verify has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyProgress {
+    /// Bytes compared so far.
+    pub checked_bytes: u64,
+    /// The volume's size.
+    pub total_bytes: u64,
+    /// Bytes found different so far.
+    pub differing_bytes: u64,
+}
+
 /// Where a clean shutdown stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ShutdownStage {
@@ -378,6 +448,7 @@ enum ShutdownStage {
 
 /// The replication state of one volume on one node.
 pub struct Replica<P> {
+    verify: Option<VerifyRun>,
     /// The activity log's extents found at start-up, emptied once marked (see `open`).
     al_at_open: Vec<u32>,
     /// No write takes activity-log extents until those of start-up are marked on disk: a new
@@ -452,6 +523,8 @@ pub struct Status {
     pub split_brain: bool,
     /// The resync under way, seen from either end.
     pub resync: Option<ResyncProgress>,
+    /// The online verify under way on this node.
+    pub verify: Option<VerifyProgress>,
 }
 
 /// How far a resync has come.
@@ -493,6 +566,7 @@ impl<P: Clone> Replica<P> {
         let rng = cfg.seed | 1;
         let al_ready = al_at_open.is_empty();
         let mut r = Replica {
+            verify: None,
             al_at_open,
             al_ready,
             shutdown: None,
@@ -554,6 +628,11 @@ impl<P: Clone> Replica<P> {
             out_of_sync_bytes: self.bitmap.out_of_sync_bytes(),
             gen: self.sb.gen,
             split_brain: self.decision == Some(Decision::SplitBrain),
+            verify: self.verify.map(|v| VerifyProgress {
+                checked_bytes: v.checked,
+                total_bytes: self.sb.volume_bytes,
+                differing_bytes: v.differing,
+            }),
             resync: matches!(self.conn, ConnState::SyncSource | ConnState::SyncTarget).then(|| {
                 let elapsed = self.now_ns.saturating_sub(self.resync_started_ns);
                 let done = self.resync_done_bytes;
@@ -629,6 +708,31 @@ impl<P: Clone> Replica<P> {
             }
             Input::Promote { id, force } => self.promote(id, force, out),
             Input::Demote { id } => self.demote(id, out),
+            Input::LocalDigest { token, digest } => self.local_digest(token, digest, out),
+            Input::Verify { id, resync } => {
+                if self.conn != ConnState::Connected || self.verify.is_some() {
+                    self.refuse(
+                        id,
+                        "verify needs a connected, in-sync peer and no verify running",
+                        out,
+                    );
+                    return;
+                }
+                if self.peer.as_ref().is_some_and(|p| p.role == Role::Primary) {
+                    self.refuse(id, "verify runs on the Primary", out);
+                    return;
+                }
+                tracing::info!(resync, "mirror: online verify started");
+                self.verify = Some(VerifyRun {
+                    id,
+                    cursor: 0,
+                    outstanding: 0,
+                    checked: 0,
+                    differing: 0,
+                    resync,
+                });
+                self.verify_step(out);
+            }
             Input::Tick { now_ns } => {
                 let rate = self.cfg.resync_rate_bytes_per_s;
                 if rate > 0 && now_ns > self.now_ns {
@@ -1006,7 +1110,19 @@ impl<P: Clone> Replica<P> {
             } => (Running::PeerWrite { seq, link }, Some((durable, data))),
             Op::ResyncWrite { data, link } => (Running::ResyncWrite { link }, Some((true, data))),
             Op::ResyncRead { link } => (Running::ResyncRead { link }, None),
+            Op::VerifyLocal { link } => {
+                out.push(Action::DigestLocal { token, offset, len });
+                (Running::VerifyLocal { link }, None)
+            }
+            Op::VerifyPeer { digest, link } => {
+                out.push(Action::DigestLocal { token, offset, len });
+                (Running::VerifyPeer { digest, link }, None)
+            }
         };
+        let digest_only = matches!(
+            what,
+            Running::VerifyLocal { .. } | Running::VerifyPeer { .. }
+        );
         self.in_flight.insert(
             token,
             InFlight {
@@ -1016,6 +1132,9 @@ impl<P: Clone> Replica<P> {
                 what,
             },
         );
+        if digest_only {
+            return;
+        }
         out.push(match write {
             Some((durable, data)) => Action::WriteLocal {
                 token,
@@ -1131,7 +1250,9 @@ impl<P: Clone> Replica<P> {
                 self.resync_outstanding = self.resync_outstanding.saturating_sub(1);
                 self.resync_step(out);
             }
-            Running::ResyncRead { .. } => {}
+            Running::ResyncRead { .. }
+            | Running::VerifyLocal { .. }
+            | Running::VerifyPeer { .. } => {}
         }
     }
 
@@ -1292,6 +1413,29 @@ impl<P: Clone> Replica<P> {
             }
             self.finish_flush(id, out);
         }
+        // A verify's held ranges get no answer now: released, and the run ends.
+        let held: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| matches!(f.what, Running::VerifyLocal { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in held {
+            self.in_flight.remove(&t);
+            self.tokens.remove(&t);
+        }
+        if let Some(v) = self.verify.take() {
+            self.waiting
+                .retain(|w| !matches!(w.op, Op::VerifyLocal { .. }));
+            tracing::warn!(
+                checked = v.checked,
+                "mirror: online verify interrupted by the link"
+            );
+            out.push(Action::Complete {
+                id: v.id,
+                result: Err(Failure::Unavailable),
+            });
+        }
         if !had_link || !was_established || self.role != Role::Primary {
             self.pump(out);
             return;
@@ -1438,6 +1582,19 @@ impl<P: Clone> Replica<P> {
                 tracing::info!("mirror: resync done (source)");
                 self.persist(None, out);
             }
+            Msg::VerifyRequest {
+                offset,
+                len,
+                digest,
+            } => {
+                let ok = self.connected_to_peer();
+                let op = Op::VerifyPeer {
+                    digest,
+                    link: self.link,
+                };
+                self.enqueue_from_peer(ok, offset, len, op, "VerifyRequest", out);
+            }
+            Msg::VerifyReply { offset, len, equal } => self.verify_reply(offset, len, equal, out),
             Msg::ReadRequest { id, .. } => {
                 out.push(Action::Send(Msg::ReadReply { id, data: None }));
             }
@@ -1712,6 +1869,119 @@ impl<P: Clone> Replica<P> {
         self.discard_my_data = false;
         let link = self.link;
         self.persist(Some(AfterSb::SendResyncDone(link)), out);
+    }
+
+    // ---- online verify -----------------------------------------------------------------------
+
+    /// Queues the next ranges to compare, or ends the run.
+    fn verify_step(&mut self, out: &mut Vec<Action<P>>) {
+        let Some(mut v) = self.verify else {
+            return;
+        };
+        let volume = self.sb.volume_bytes;
+        while v.outstanding < self.cfg.resync_window && v.cursor < volume {
+            let len = self.cfg.resync_chunk.min(volume - v.cursor);
+            self.waiting.push_back(Waiting {
+                offset: v.cursor,
+                len,
+                op: Op::VerifyLocal { link: self.link },
+            });
+            v.cursor += len;
+            v.outstanding += 1;
+        }
+        self.verify = Some(v);
+        if v.outstanding == 0 {
+            self.verify = None;
+            self.counters.verifies_done += 1;
+            tracing::info!(
+                checked = v.checked,
+                differing = v.differing,
+                "mirror: online verify done"
+            );
+            out.push(Action::Complete {
+                id: v.id,
+                result: Ok(None),
+            });
+            if v.resync && v.differing > 0 && self.link != 0 {
+                // Reconnect: the handshake finds the marked ranges and copies them from the
+                // Primary (this node).
+                out.push(Action::Disconnect(
+                    "verify found differences: resync".into(),
+                ));
+                self.link_down(out);
+            }
+            return;
+        }
+        self.pump(out);
+    }
+
+    fn local_digest(&mut self, token: u64, digest: Option<u64>, out: &mut Vec<Action<P>>) {
+        let Some(f) = self.in_flight.get(&token) else {
+            return;
+        };
+        let (offset, len) = (f.offset, f.len);
+        match f.what {
+            Running::VerifyLocal { link } => {
+                match digest {
+                    Some(digest) if link == self.link && self.connected_to_peer() => {
+                        // The range stays held until the peer answers.
+                        out.push(Action::Send(Msg::VerifyRequest {
+                            offset,
+                            len,
+                            digest,
+                        }));
+                    }
+                    _ => {
+                        self.retire(token, out);
+                        self.verify_ended_range(offset, len, false, out);
+                    }
+                }
+            }
+            Running::VerifyPeer {
+                digest: theirs,
+                link,
+            } => {
+                self.retire(token, out);
+                if link == self.link && self.connected_to_peer() {
+                    out.push(Action::Send(Msg::VerifyReply {
+                        offset,
+                        len,
+                        equal: digest == Some(theirs),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn verify_reply(&mut self, offset: u64, len: u64, equal: bool, out: &mut Vec<Action<P>>) {
+        let token = self.in_flight.iter().find_map(|(t, f)| {
+            (matches!(f.what, Running::VerifyLocal { .. }) && f.offset == offset && f.len == len)
+                .then_some(*t)
+        });
+        let Some(token) = token else {
+            self.protocol_error("VerifyReply for no verify request", out);
+            return;
+        };
+        self.retire(token, out);
+        self.verify_ended_range(offset, len, equal, out);
+    }
+
+    /// One range compared (or given up): counted, marked when different, and the run goes on.
+    fn verify_ended_range(&mut self, offset: u64, len: u64, equal: bool, out: &mut Vec<Action<P>>) {
+        let Some(v) = self.verify.as_mut() else {
+            return;
+        };
+        v.outstanding = v.outstanding.saturating_sub(1);
+        v.checked += len;
+        self.counters.verify_checked_bytes += len;
+        if !equal {
+            v.differing += len;
+            self.counters.verify_differing_bytes += len;
+            self.bitmap.mark(offset, len);
+            tracing::warn!(offset, len, "mirror: online verify: the copies differ here");
+        }
+        self.verify_step(out);
     }
 
     // ---- roles -----------------------------------------------------------------------------

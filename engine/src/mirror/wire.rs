@@ -301,6 +301,8 @@ mod kind {
     pub const READ_REQUEST: u8 = 11;
     pub const READ_REPLY: u8 = 12;
     pub const ROLE: u8 = 13;
+    pub const VERIFY_REQUEST: u8 = 14;
+    pub const VERIFY_REPLY: u8 = 15;
 }
 
 impl Codec {
@@ -422,6 +424,22 @@ impl Codec {
                 (kind::RESYNC_ACK, &[])
             }
             Msg::ResyncDone => (kind::RESYNC_DONE, &[]),
+            Msg::VerifyRequest {
+                offset,
+                len,
+                digest,
+            } => {
+                f.extend_from_slice(&offset.to_le_bytes());
+                f.extend_from_slice(&len.to_le_bytes());
+                f.extend_from_slice(&digest.to_le_bytes());
+                (kind::VERIFY_REQUEST, &[])
+            }
+            Msg::VerifyReply { offset, len, equal } => {
+                f.extend_from_slice(&offset.to_le_bytes());
+                f.extend_from_slice(&len.to_le_bytes());
+                f.push(u8::from(*equal));
+                (kind::VERIFY_REPLY, &[])
+            }
             Msg::ReadRequest { id, offset, len } => {
                 f.extend_from_slice(&id.to_le_bytes());
                 f.extend_from_slice(&offset.to_le_bytes());
@@ -659,6 +677,22 @@ impl Codec {
                 no_data("ResyncDone")?;
                 Msg::ResyncDone
             }
+            kind::VERIFY_REQUEST => {
+                no_data("VerifyRequest")?;
+                Msg::VerifyRequest {
+                    offset: r.u64()?,
+                    len: r.u64()?,
+                    digest: r.u64()?,
+                }
+            }
+            kind::VERIFY_REPLY => {
+                no_data("VerifyReply")?;
+                Msg::VerifyReply {
+                    offset: r.u64()?,
+                    len: r.u64()?,
+                    equal: r.u8()? != 0,
+                }
+            }
             kind::READ_REQUEST => {
                 no_data("ReadRequest")?;
                 Msg::ReadRequest {
@@ -839,6 +873,16 @@ mod tests {
                 applied: true,
             },
             Msg::ResyncDone,
+            Msg::VerifyRequest {
+                offset: 4096,
+                len: 8192,
+                digest: 0xdead_beef,
+            },
+            Msg::VerifyReply {
+                offset: 4096,
+                len: 8192,
+                equal: false,
+            },
             Msg::ReadRequest {
                 id: 1,
                 offset: 2,

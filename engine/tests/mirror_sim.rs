@@ -1448,3 +1448,132 @@ fn online_verify_finds_a_corrupted_block_and_resyncs_it_on_request() {
     assert_eq!(sim.counters(0).verify_differing_bytes, before);
     assert_eq!(sim.counters(0).verifies_done, 3);
 }
+
+#[test]
+fn a_full_resync_copies_every_block_from_the_primary() {
+    let mut sim = Sim::scripted(7);
+    sim.start_connected();
+    sim.write_blocks(0, &[1, 2, 3]);
+    // Node 2's copy rots in two places; a full resync asked on the Secondary repairs both.
+    sim.nodes[1].disk.write(40, &[0xbad], true);
+    sim.nodes[1].disk.write(90, &[0xbad], true);
+    let before = sim.counters(1).resync_written_bytes;
+    sim.admin(1, |id| Input::ResyncFull { id });
+    sim.settle();
+    assert_eq!(sim.status(1).conn, ConnState::Connected);
+    assert_eq!(sim.status(1).disk, DiskState::UpToDate);
+    assert_eq!(sim.counters(1).resync_written_bytes - before, VOLUME);
+    sim.assert_copies_identical();
+    assert_eq!(
+        sim.nodes[1].disk.read(2),
+        *sim.truth[2].written.last().unwrap()
+    );
+    assert_eq!(sim.nodes[1].disk.read(40), 0);
+}
+
+#[test]
+fn hostile_messages_never_panic_and_are_never_applied_out_of_place() {
+    use ringsan_engine::mirror::msg::Hello;
+    let mut rng = Rng(0x5eed_1234_5678_9abc);
+    for round in 0..3000 {
+        let mut sim = Sim::scripted(round);
+        if round % 2 == 0 {
+            sim.start_connected();
+        } else {
+            sim.admin(0, |id| Input::Promote { id, force: false });
+            sim.link_allowed = false;
+            sim.cut();
+        }
+        let node = 0;
+        let connected = sim.status(node).conn == ConnState::Connected;
+        let mut out = Vec::new();
+        let r = sim.nodes[node].replica.as_mut().unwrap();
+        for _ in 0..20 {
+            let offset = rng.below(2 * VOLUME);
+            let len = rng.below(3 * BLOCK);
+            let msg = match rng.below(14) {
+                0 => Msg::Hello(Hello {
+                    node_id: rng.below(4) as u32,
+                    volume_bytes: if rng.chance(500) { VOLUME } else { rng.next() },
+                    gen: GenIds {
+                        current: rng.next(),
+                        bitmap: rng.next(),
+                        history: [rng.next(), rng.next()],
+                    },
+                    crashed_primary: rng.chance(500),
+                    unclean: rng.chance(500),
+                    role: if rng.chance(500) {
+                        Role::Primary
+                    } else {
+                        Role::Secondary
+                    },
+                    disk: DiskState::Inconsistent,
+                    discard_my_data: rng.chance(500),
+                }),
+                1 => Msg::Bitmap(vec![rng.next(); rng.below(20) as usize]),
+                2 => Msg::Data {
+                    seq: rng.next(),
+                    offset,
+                    len,
+                    durable: true,
+                    data: vec![0xbad; (len / BLOCK) as usize],
+                },
+                3 => Msg::DataAck {
+                    seq: rng.next(),
+                    ok: rng.chance(500),
+                },
+                4 => Msg::Barrier { id: rng.next() },
+                5 => Msg::BarrierAck {
+                    id: rng.next(),
+                    ok: true,
+                },
+                6 => Msg::ResyncRequest { offset, len },
+                7 => Msg::ResyncData {
+                    offset,
+                    len,
+                    data: vec![0xbad; (len / BLOCK) as usize],
+                },
+                8 => Msg::ResyncAck {
+                    offset,
+                    len,
+                    applied: true,
+                },
+                9 => Msg::ResyncDone,
+                10 => Msg::VerifyRequest {
+                    offset,
+                    len,
+                    digest: rng.next(),
+                },
+                11 => Msg::VerifyReply {
+                    offset,
+                    len,
+                    equal: false,
+                },
+                12 => Msg::ReadReply {
+                    id: rng.next(),
+                    data: None,
+                },
+                _ => Msg::Role(Role::Primary),
+            };
+            let seq = rng.below(4);
+            r.handle(Input::Message { seq, msg }, &mut out);
+        }
+        // Nothing the peer sent out of place reached the disk: the node is a Primary (which
+        // takes no data from its peer) or has no link, so no local write may come of it.
+        let writes = out
+            .iter()
+            .filter(|a| matches!(a, Action::WriteLocal { .. }))
+            .count();
+        assert_eq!(
+            writes, 0,
+            "round {round} (connected {connected}): peer data applied"
+        );
+        // And a message out of sequence drops the link.
+        if connected {
+            assert!(
+                out.iter().any(|a| matches!(a, Action::Disconnect(_))),
+                "round {round}: hostile input kept the link"
+            );
+        }
+    }
+}

@@ -167,6 +167,12 @@ pub enum Input<P> {
         /// Resync what differs.
         resync: bool,
     },
+    /// Admin: copy every block again, from the Primary (or, with no Primary, the copy with the
+    /// lower node id) to the other: everything is marked and the link re-established.
+    ResyncFull {
+        /// Echoed.
+        id: u64,
+    },
     /// Time passes: the driver's clock, in nanoseconds from any fixed start, every few
     /// milliseconds (it refills the resync rate limit and times the resync's progress).
     Tick {
@@ -732,6 +738,20 @@ impl<P: Clone> Replica<P> {
                     resync,
                 });
                 self.verify_step(out);
+            }
+            Input::ResyncFull { id } => {
+                if self.conn != ConnState::Connected {
+                    self.refuse(id, "resync --full needs a connected, in-sync peer", out);
+                    return;
+                }
+                tracing::info!("mirror: full resync requested");
+                self.bitmap.mark_all();
+                out.push(Action::Disconnect("full resync requested".into()));
+                self.link_down(out);
+                out.push(Action::Complete {
+                    id,
+                    result: Ok(None),
+                });
             }
             Input::Tick { now_ns } => {
                 let rate = self.cfg.resync_rate_bytes_per_s;

@@ -1344,6 +1344,52 @@ fn a_secondary_does_not_serve_and_a_primary_needs_an_uptodate_copy() {
             (501, Err(Failure::NotPrimary))
         ]
     );
+    // The Primary refuses requests outside the volume, and empty ones.
+    let mut out0 = Vec::new();
+    let p = sim.nodes[0].replica.as_mut().unwrap();
+    p.handle(
+        Input::Write {
+            id: 600,
+            offset: VOLUME - BLOCK,
+            len: 2 * BLOCK,
+            durable: true,
+            data: vec![1, 2],
+        },
+        &mut out0,
+    );
+    p.handle(
+        Input::Read {
+            id: 601,
+            offset: VOLUME,
+            len: BLOCK,
+        },
+        &mut out0,
+    );
+    p.handle(
+        Input::Read {
+            id: 602,
+            offset: 0,
+            len: 0,
+        },
+        &mut out0,
+    );
+    let refused = out0
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Complete {
+                    result: Err(Failure::Refused),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused, 3, "{out0:?}");
+    assert!(!out0
+        .iter()
+        .any(|a| matches!(a, Action::WriteLocal { .. } | Action::ReadLocal { .. })));
+    let r = sim.nodes[1].replica.as_mut().unwrap();
     // Both Primary at once is refused.
     out.clear();
     r.handle(

@@ -124,6 +124,13 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         meta: MetaStore<M>,
         listener: Option<TcpListener>,
     ) -> Result<MirrorNode<D, M>, StoreError> {
+        let room = crate::reactor::buffer_pool().buffer_size();
+        if cfg.max_data as usize > room {
+            return Err(StoreError::Io(io::Error::other(format!(
+                "max_data {} is larger than the reactor's buffers ({room} bytes): received data could not land",
+                cfg.max_data
+            ))));
+        }
         let loaded = meta.load().await?;
         let mut out = Vec::new();
         let replica = Replica::open(
@@ -197,8 +204,13 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
     }
 
     /// Writes `data` at `offset`, stable on both copies when `durable`.
+    /// Writes of more than `max_data` bytes are refused (the peer would refuse the frame): the
+    /// layer above splits its writes at that size.
     pub async fn write(&self, offset: u64, data: SharedBuf, durable: bool) -> Result<(), Failure> {
         let len = data.len() as u64;
+        if len > u64::from(self.inner.cfg.max_data) || len == 0 {
+            return Err(Failure::Refused);
+        }
         self.request(|id| Input::Write {
             id,
             offset,

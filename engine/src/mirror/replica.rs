@@ -59,7 +59,8 @@ pub enum Failure {
     Unavailable,
     /// The local disk failed the I/O.
     Io,
-    /// The admin command is not possible now (the reason is logged).
+    /// The admin command is not possible now (the reason is logged), or the request lies
+    /// outside the volume.
     Refused,
 }
 
@@ -900,6 +901,13 @@ impl<P: Clone> Replica<P> {
             });
             return;
         }
+        if len == 0 || offset.saturating_add(len) > self.sb.volume_bytes {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::Refused),
+            });
+            return;
+        }
         self.waiting.push_back(Waiting {
             offset,
             len,
@@ -920,6 +928,13 @@ impl<P: Clone> Replica<P> {
             out.push(Action::Complete {
                 id,
                 result: Err(Failure::Unavailable),
+            });
+            return;
+        }
+        if len == 0 || offset.saturating_add(len) > self.sb.volume_bytes {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::Refused),
             });
             return;
         }

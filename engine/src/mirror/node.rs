@@ -132,6 +132,18 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
             ))));
         }
         let loaded = meta.load().await?;
+        let bad = |why: String| StoreError::Io(io::Error::other(why));
+        if cfg.replica.resync_chunk > u64::from(cfg.max_data) || cfg.replica.resync_chunk == 0 {
+            return Err(bad(format!(
+                "resync_chunk {} must be between 1 and max_data {}",
+                cfg.replica.resync_chunk, cfg.max_data
+            )));
+        }
+        if loaded.sb.al_extents < 2 || cfg.replica.resync_window == 0 {
+            return Err(bad(
+                "the activity log needs at least 2 extents (a write may span two) and the resync window at least 1".into(),
+            ));
+        }
         let mut out = Vec::new();
         let replica = Replica::open(
             cfg.replica.clone(),
@@ -473,6 +485,7 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
             volume_bytes: layout.volume_bytes,
             nonce: nonce(),
             private_cable: cfg.private_cable,
+            granule_shift: layout.granule_shift as u8,
         };
         send_bytes(&stream, mine.encode().to_vec()).await?;
         let theirs = recv_bytes(&stream, HELLO_BYTES).await?;

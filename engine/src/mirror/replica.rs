@@ -25,6 +25,10 @@ use crate::mirror::gi::{decide, CopyFlags, Decision, GenIds};
 use crate::mirror::meta::{DiskState, Superblock};
 use crate::mirror::msg::{ConnState, Hello, Msg, Role};
 
+/// Most operations waiting for their range before the peer is considered hostile (the
+/// Primary's own window and the resync window are far below it).
+const MAX_WAITING: usize = 4096;
+
 /// What configures one replica.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -195,6 +199,9 @@ pub enum Input<P> {
 /// A metadata write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaWrite {
+    /// Bitmap pages, so marks made outside the activity log (a merged peer bitmap, a full
+    /// sync, a verify) survive a crash.
+    Bitmap(Vec<(usize, Box<[u8; PAGE_BYTES]>)>),
     /// The superblock, to its slot.
     Superblock(Superblock),
     /// Bitmap pages, then an activity-log transaction, in that order; when `flush_data_first`,
@@ -391,9 +398,18 @@ struct InFlight {
 #[derive(Debug)]
 enum Token {
     Range,
-    Read { id: u64 },
+    Read {
+        id: u64,
+    },
     Flush(u64),
-    PeerBarrier { id: u64, link: u64 },
+    PeerBarrier {
+        id: u64,
+        link: u64,
+    },
+    /// The resync target flushes everything it holds before it takes the source's generation.
+    FlushBeforeAdopt {
+        link: u64,
+    },
     Meta(MetaKind),
 }
 
@@ -401,6 +417,10 @@ enum Token {
 enum MetaKind {
     Superblock,
     Al(Transaction),
+    /// Bitmap pages; a resync target starts once they are on disk.
+    Pages {
+        then_start_target: Option<u64>,
+    },
 }
 
 #[derive(Debug)]
@@ -456,6 +476,18 @@ enum ShutdownStage {
 /// The replication state of one volume on one node.
 pub struct Replica<P> {
     verify: Option<VerifyRun>,
+    /// The resync target asks for data only once its marks and its Inconsistent state are on
+    /// disk.
+    resync_may_request: bool,
+    /// The resync target's final flush is under way.
+    adopt_flushing: bool,
+    /// Ranges this source sent resync data for and the target has not acknowledged.
+    resync_sent: std::collections::HashSet<(u64, u64)>,
+    /// Bitmap page writes in flight (a clean shutdown waits for them).
+    pages_in_flight: usize,
+    /// Pages written to disk with marks in them: rewritten when a resync ends, so marks it
+    /// cleared do not come back after a later crash.
+    disk_marked: std::collections::BTreeSet<usize>,
     /// The activity log's extents found at start-up, emptied once marked (see `open`).
     al_at_open: Vec<u32>,
     /// No write takes activity-log extents until those of start-up are marked on disk: a new
@@ -574,6 +606,11 @@ impl<P: Clone> Replica<P> {
         let al_ready = al_at_open.is_empty();
         let mut r = Replica {
             verify: None,
+            resync_may_request: false,
+            adopt_flushing: false,
+            resync_sent: std::collections::HashSet::new(),
+            pages_in_flight: 0,
+            disk_marked: std::collections::BTreeSet::new(),
             al_at_open,
             al_ready,
             shutdown: None,
@@ -725,8 +762,18 @@ impl<P: Clone> Replica<P> {
                     );
                     return;
                 }
-                if self.peer.as_ref().is_some_and(|p| p.role == Role::Primary) {
-                    self.refuse(id, "verify runs on the Primary", out);
+                // One node verifies at a time: the Primary, or with none the lower node id.
+                let verifier = match self.peer.as_ref() {
+                    Some(p) if self.role == Role::Primary => p.role != Role::Primary,
+                    Some(p) => p.role != Role::Primary && self.sb.node_id < p.node_id,
+                    None => false,
+                };
+                if !verifier {
+                    self.refuse(
+                        id,
+                        "verify runs on the Primary (or, with none, node with the lower id)",
+                        out,
+                    );
                     return;
                 }
                 tracing::info!(resync, "mirror: online verify started");
@@ -747,6 +794,7 @@ impl<P: Clone> Replica<P> {
                 }
                 tracing::info!("mirror: full resync requested");
                 self.bitmap.mark_all();
+                self.persist_marks(out);
                 out.push(Action::Disconnect("full resync requested".into()));
                 self.link_down(out);
                 out.push(Action::Complete {
@@ -831,13 +879,37 @@ impl<P: Clone> Replica<P> {
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn page(&self, index: usize) -> Box<[u8; PAGE_BYTES]> {
+    /// Page `index`'s bytes, as they go to disk now.
+    fn page(&mut self, index: usize) -> Box<[u8; PAGE_BYTES]> {
         let mut page = Box::new([0u8; PAGE_BYTES]);
         self.bitmap.page_bytes(index, &mut page);
+        if page.iter().any(|&b| b != 0) {
+            self.disk_marked.insert(index);
+        }
         page
     }
 
+    /// Rewrites the pages that went to disk with marks, as they are now (a resync ended and
+    /// cleared them in memory).
+    fn rewrite_marked_pages(&mut self, out: &mut Vec<Action<P>>) {
+        let stale: Vec<usize> = std::mem::take(&mut self.disk_marked).into_iter().collect();
+        if stale.is_empty() {
+            return;
+        }
+        let pages = stale.into_iter().map(|i| (i, self.page(i))).collect();
+        self.meta(
+            MetaWrite::Bitmap(pages),
+            MetaKind::Pages {
+                then_start_target: None,
+            },
+            out,
+        );
+    }
+
     fn meta(&mut self, what: MetaWrite, kind: MetaKind, out: &mut Vec<Action<P>>) {
+        if matches!(kind, MetaKind::Pages { .. }) {
+            self.pages_in_flight += 1;
+        }
         let token = self.token(Token::Meta(kind));
         out.push(Action::WriteMeta { token, what });
     }
@@ -1064,7 +1136,10 @@ impl<P: Clone> Replica<P> {
         let Some(ShutdownStage::Draining(id)) = self.shutdown else {
             return;
         };
-        if !self.in_flight.is_empty() || !self.waiting.is_empty() || !self.flushes.is_empty() {
+        let busy =
+            !self.in_flight.is_empty() || !self.waiting.is_empty() || !self.flushes.is_empty();
+        // The start-up marks go to disk first: emptying the log before would lose them.
+        if busy || !self.al_ready || self.pages_in_flight > 0 {
             return;
         }
         let active = self.al.active();
@@ -1092,8 +1167,36 @@ impl<P: Clone> Replica<P> {
         true
     }
 
+    /// Every bitmap page with a bit set, with its bytes.
+    fn marked_pages(&mut self) -> Vec<(usize, Box<[u8; PAGE_BYTES]>)> {
+        let words_per_page = PAGE_BYTES / 8;
+        let marked: Vec<usize> = self
+            .bitmap
+            .words()
+            .chunks(words_per_page)
+            .enumerate()
+            .filter(|(_, w)| w.iter().any(|&x| x != 0))
+            .map(|(i, _)| i)
+            .collect();
+        marked.into_iter().map(|i| (i, self.page(i))).collect()
+    }
+
+    /// Writes the pages with marks made outside the activity log (a verify, a full sync).
+    fn persist_marks(&mut self, out: &mut Vec<Action<P>>) {
+        let pages = self.marked_pages();
+        if !pages.is_empty() {
+            self.meta(
+                MetaWrite::Bitmap(pages),
+                MetaKind::Pages {
+                    then_start_target: None,
+                },
+                out,
+            );
+        }
+    }
+
     /// The bitmap pages that cover `extents`, with their bytes.
-    fn pages_of_extents(&self, extents: &[u32]) -> Vec<(usize, Box<[u8; PAGE_BYTES]>)> {
+    fn pages_of_extents(&mut self, extents: &[u32]) -> Vec<(usize, Box<[u8; PAGE_BYTES]>)> {
         let mut pages: Vec<usize> = Vec::new();
         for &e in extents {
             let start = u64::from(e) << self.al_shift;
@@ -1275,7 +1378,7 @@ impl<P: Clone> Replica<P> {
                 if ok {
                     self.bitmap.clear(offset, len);
                     self.counters.resync_written_bytes += len;
-                    self.resync_done_bytes += len;
+                    self.resync_done_bytes = self.resync_done_bytes.saturating_add(len);
                 }
                 out.push(Action::Send(Msg::ResyncAck {
                     offset,
@@ -1313,6 +1416,7 @@ impl<P: Clone> Replica<P> {
                 if link == self.link && self.conn == ConnState::SyncSource {
                     if let Some(data) = data {
                         self.counters.resync_read_bytes += len;
+                        self.resync_sent.insert((offset, len));
                         out.push(Action::Send(Msg::ResyncData { offset, len, data }));
                     } else {
                         tracing::warn!(offset, len, "mirror: resync read failed");
@@ -1336,6 +1440,22 @@ impl<P: Clone> Replica<P> {
                 }
                 self.finish_flush(id, out);
             }
+            Some(Token::FlushBeforeAdopt { link }) => {
+                self.adopt_flushing = false;
+                if link == self.link && self.conn == ConnState::SyncTarget {
+                    if ok && self.bitmap.count() == 0 && self.resync_outstanding == 0 {
+                        self.finish_sync_target(out);
+                    } else if !ok {
+                        tracing::error!(
+                            "mirror: flush before taking the source's generation failed"
+                        );
+                        out.push(Action::Disconnect("resync target flush failed".into()));
+                        self.link_down(out);
+                    } else {
+                        self.resync_step(out);
+                    }
+                }
+            }
             Some(Token::PeerBarrier { id, link })
                 if link == self.link && self.connected_to_peer() =>
             {
@@ -1357,6 +1477,15 @@ impl<P: Clone> Replica<P> {
                     return;
                 }
                 self.pump(out);
+            }
+            Some(Token::Meta(MetaKind::Pages { then_start_target })) => {
+                self.pages_in_flight = self.pages_in_flight.saturating_sub(1);
+                self.try_shutdown(out);
+                if let Some(link) = then_start_target {
+                    if link == self.link && self.conn == ConnState::SyncTarget {
+                        self.persist(Some(AfterSb::StartSyncTarget(link)), out);
+                    }
+                }
             }
             Some(Token::Meta(MetaKind::Superblock)) => {
                 let done = self.sb_in_flight.take().unwrap_or_default();
@@ -1391,6 +1520,7 @@ impl<P: Clone> Replica<P> {
                         }
                         AfterSb::StartSyncTarget(link) => {
                             if link == self.link && self.conn == ConnState::SyncTarget {
+                                self.resync_may_request = true;
                                 self.resync_step(out);
                             }
                         }
@@ -1438,6 +1568,9 @@ impl<P: Clone> Replica<P> {
         }
         self.peer = None;
         self.resync_outstanding = 0;
+        self.resync_may_request = false;
+        self.adopt_flushing = false;
+        self.resync_sent.clear();
         self.data_waiters.clear();
         // Flushes waiting for the peer's barrier: the peer's copy is now marked where it may
         // lack anything, so the local flush is enough.
@@ -1590,9 +1723,13 @@ impl<P: Clone> Replica<P> {
                     self.protocol_error("ResyncAck out of place", out);
                     return;
                 }
+                if !self.resync_sent.remove(&(offset, len)) {
+                    self.protocol_error("ResyncAck for data not sent", out);
+                    return;
+                }
                 if applied {
                     self.bitmap.clear(offset, len);
-                    self.resync_done_bytes += len;
+                    self.resync_done_bytes = self.resync_done_bytes.saturating_add(len);
                 }
             }
             Msg::ResyncDone => {
@@ -1609,6 +1746,7 @@ impl<P: Clone> Replica<P> {
                 self.sb.gen.clear_bitmap();
                 self.crashed_primary = false;
                 self.unclean = false;
+                self.rewrite_marked_pages(out);
                 if let Some(p) = self.peer.as_mut() {
                     p.disk = DiskState::UpToDate;
                 }
@@ -1663,6 +1801,13 @@ impl<P: Clone> Replica<P> {
         }
         if len == 0 || offset.saturating_add(len) > self.sb.volume_bytes {
             self.protocol_error(&format!("{kind} outside the volume"), out);
+            return;
+        }
+        if self.waiting.len() >= MAX_WAITING {
+            self.protocol_error(
+                &format!("{kind}: more than {MAX_WAITING} operations queued"),
+                out,
+            );
             return;
         }
         self.waiting.push_back(Waiting { offset, len, op });
@@ -1830,6 +1975,8 @@ impl<P: Clone> Replica<P> {
             }
             Decision::SourceBitmap | Decision::SourceFull => {
                 self.conn = ConnState::SyncSource;
+                self.resync_sent.clear();
+                self.persist_marks(out);
                 if let Some(p) = self.peer.as_mut() {
                     p.disk = DiskState::Inconsistent;
                 }
@@ -1848,8 +1995,17 @@ impl<P: Clone> Replica<P> {
                     full = d == Decision::TargetFull,
                     "mirror: connected, resync target"
                 );
-                // Inconsistent is on disk before the first resync write lands.
-                self.persist(Some(AfterSb::StartSyncTarget(link)), out);
+                // The merged marks, then Inconsistent, are on disk before the first resync
+                // write lands.
+                self.resync_may_request = false;
+                let pages = self.marked_pages();
+                self.meta(
+                    MetaWrite::Bitmap(pages),
+                    MetaKind::Pages {
+                        then_start_target: Some(link),
+                    },
+                    out,
+                );
             }
             Decision::SplitBrain | Decision::Unrelated => {}
         }
@@ -1858,7 +2014,7 @@ impl<P: Clone> Replica<P> {
 
     /// The target asks for more, or ends the resync when nothing is left.
     fn resync_step(&mut self, out: &mut Vec<Action<P>>) {
-        if self.conn != ConnState::SyncTarget {
+        if self.conn != ConnState::SyncTarget || !self.resync_may_request || self.adopt_flushing {
             return;
         }
         let limited = self.cfg.resync_rate_bytes_per_s > 0;
@@ -1894,6 +2050,19 @@ impl<P: Clone> Replica<P> {
             }
             return;
         }
+        // Everything this copy holds, writes from the peer still in the disk's cache included,
+        // is made stable before it claims the source's generation: afterwards nothing marks
+        // them if this node loses power.
+        if !self.adopt_flushing {
+            self.adopt_flushing = true;
+            let link = self.link;
+            let token = self.token(Token::FlushBeforeAdopt { link });
+            out.push(Action::FlushLocal { token });
+        }
+    }
+
+    /// The resync target's data is complete and stable: it takes the source's generation.
+    fn finish_sync_target(&mut self, out: &mut Vec<Action<P>>) {
         let Some(peer) = self.peer.clone() else {
             return;
         };
@@ -1902,6 +2071,7 @@ impl<P: Clone> Replica<P> {
         self.crashed_primary = false;
         self.unclean = false;
         self.discard_my_data = false;
+        self.rewrite_marked_pages(out);
         let link = self.link;
         self.persist(Some(AfterSb::SendResyncDone(link)), out);
     }
@@ -2014,6 +2184,7 @@ impl<P: Clone> Replica<P> {
             v.differing += len;
             self.counters.verify_differing_bytes += len;
             self.bitmap.mark(offset, len);
+            self.persist_marks(out);
             tracing::warn!(offset, len, "mirror: online verify: the copies differ here");
         }
         self.verify_step(out);

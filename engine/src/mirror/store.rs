@@ -161,12 +161,22 @@ impl<D: Disk> MetaStore<D> {
                 self.write_block(sb.slot_offset(), &sb.encode()).await?;
             }
             MetaWrite::Al { pages, tx, .. } => {
-                for (index, bytes) in pages {
-                    let at = layout.bitmap_offset() + (*index * PAGE_BYTES) as u64;
-                    self.write_block(at, &bytes[..]).await?;
-                }
+                self.write_pages(pages, layout).await?;
                 self.write_transaction(tx, layout).await?;
             }
+            MetaWrite::Bitmap(pages) => self.write_pages(pages, layout).await?,
+        }
+        Ok(())
+    }
+
+    async fn write_pages(
+        &self,
+        pages: &[(usize, Box<[u8; PAGE_BYTES]>)],
+        layout: &Superblock,
+    ) -> io::Result<()> {
+        for (index, bytes) in pages {
+            let at = layout.bitmap_offset() + (*index * PAGE_BYTES) as u64;
+            self.write_block(at, &bytes[..]).await?;
         }
         Ok(())
     }

@@ -68,6 +68,14 @@ pub enum WireError {
         /// This node's size.
         mine: u64,
     },
+    /// The peer's bitmap has another granule.
+    #[error("peer's bitmap has 2^{peer} bytes per bit, this node's 2^{mine}")]
+    OtherGranule {
+        /// The peer's.
+        peer: u8,
+        /// This node's.
+        mine: u8,
+    },
     /// The peer claims this node's id.
     #[error("peer claims this node's id {0}")]
     SameNode(u32),
@@ -128,6 +136,8 @@ pub struct HandshakeHello {
     pub nonce: [u8; 32],
     /// The admin declared the link a private cable: frames carry no tag.
     pub private_cable: bool,
+    /// log2 of the bitmap's bytes per bit: both copies must mark alike.
+    pub granule_shift: u8,
 }
 
 impl HandshakeHello {
@@ -137,6 +147,7 @@ impl HandshakeHello {
         b[0..4].copy_from_slice(HELLO_MAGIC);
         b[4] = VERSION;
         b[5] = if self.private_cable { FLAG_PRIVATE } else { 0 };
+        b[6] = self.granule_shift;
         b[8..12].copy_from_slice(&self.node_id.to_le_bytes());
         b[12..28].copy_from_slice(&self.volume);
         b[28..36].copy_from_slice(&self.volume_bytes.to_le_bytes());
@@ -169,6 +180,7 @@ impl HandshakeHello {
             volume_bytes: le64(b, 28),
             nonce,
             private_cable: b[5] & FLAG_PRIVATE != 0,
+            granule_shift: b[6],
         };
         if peer.volume != mine.volume {
             return Err(WireError::OtherVolume);
@@ -184,6 +196,12 @@ impl HandshakeHello {
         }
         if peer.private_cable != mine.private_cable {
             return Err(WireError::CableMismatch);
+        }
+        if peer.granule_shift != mine.granule_shift {
+            return Err(WireError::OtherGranule {
+                peer: peer.granule_shift,
+                mine: mine.granule_shift,
+            });
         }
         Ok(peer)
     }
@@ -801,6 +819,7 @@ mod tests {
             volume_bytes: 1 << 30,
             nonce: [nonce; 32],
             private_cable: false,
+            granule_shift: 12,
         }
     }
 
@@ -962,6 +981,14 @@ mod tests {
             HandshakeHello::decode_peer(&cable.encode(), &a),
             Err(WireError::CableMismatch)
         );
+        let granule = HandshakeHello {
+            granule_shift: 13,
+            ..b.clone()
+        };
+        assert!(matches!(
+            HandshakeHello::decode_peer(&granule.encode(), &a),
+            Err(WireError::OtherGranule { peer: 13, mine: 12 })
+        ));
         let mut garbled = b.encode();
         garbled[40] ^= 1;
         assert_eq!(

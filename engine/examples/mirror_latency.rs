@@ -86,6 +86,7 @@ fn config(id: u32, peer: SocketAddr, private_cable: bool) -> NodeConfig {
         replica: Config::default(),
         max_data: 256 * 1024,
         reconnect_interval: Duration::from_millis(20),
+        link_timeout: Duration::from_secs(5),
     }
 }
 

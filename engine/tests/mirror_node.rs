@@ -84,6 +84,7 @@ fn config(id: u32, peer_addr: std::net::SocketAddr, secret: &[u8]) -> NodeConfig
         },
         max_data: 256 * 1024,
         reconnect_interval: Duration::from_millis(20),
+        link_timeout: Duration::from_secs(2),
     }
 }
 
@@ -367,4 +368,137 @@ fn a_peer_with_the_wrong_secret_is_refused() {
     node2.join().unwrap();
     assert_ne!(file_block(&d.join("data2"), 5), pattern(5, 9));
     let _ = std::fs::remove_dir_all(&d);
+}
+
+// ---- found in review (each failed before its fix) ----
+
+#[test]
+fn a_silent_connection_does_not_block_the_link() {
+    let Pair {
+        d,
+        port,
+        stop2,
+        node2,
+    } = pair("rv-silent", b"s3cret");
+    // Anyone who can reach the port: connect and say nothing.
+    std::thread::sleep(Duration::from_millis(100));
+    let _squatter = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let r = Reactor::new(&ReactorConfig::default()).unwrap();
+    let d1 = d.clone();
+    r.block_on(async move {
+        let node = start_node1(&d1, port).await;
+        // Node 2 gives the silent connection the link timeout (2 s) to say hello, then drops it.
+        wait_for(&node, "connect past the squatter", |n| {
+            n.status().conn == ConnState::Connected
+        })
+        .await;
+        node.stop();
+    })
+    .unwrap();
+    stop2.store(STOP_CRASH, Ordering::SeqCst);
+    drop(_squatter);
+    node2.join().unwrap();
+}
+
+#[test]
+fn a_hung_peer_is_dropped_and_writes_complete() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicBool;
+    let Pair {
+        d,
+        port,
+        stop2,
+        node2,
+    } = pair("rv-hung", b"s3cret");
+    // A proxy between node 1 and node 2 that can freeze (peer process hung, TCP still alive).
+    let freeze = Arc::new(AtomicBool::new(false));
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pport = proxy.local_addr().unwrap().port();
+    {
+        let freeze = freeze.clone();
+        std::thread::spawn(move || {
+            let (a, _) = proxy.accept().unwrap();
+            let b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
+                let freeze = freeze.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        while freeze.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        while freeze.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let r = Reactor::new(&ReactorConfig::default()).unwrap();
+    let d1 = d.clone();
+    let f2 = freeze.clone();
+    r.block_on(async move {
+        let node = start_node1(&d1, pport).await;
+        wait_for(&node, "connect", |n| {
+            n.status().conn == ConnState::Connected
+        })
+        .await;
+        node.promote(false).await.expect("promote");
+        write_block(&node, 1, 1).await;
+        f2.store(true, Ordering::SeqCst);
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let (n2, dn) = (node.clone(), done.clone());
+        ringsan_engine::spawn(async move {
+            write_block(&n2, 2, 1).await;
+            dn.set(true);
+        });
+        // Nothing arrives for the link timeout (2 s): the link is dropped, the write is marked
+        // for the peer and completes.
+        ringsan_engine::time::sleep(Duration::from_secs(5)).await;
+        assert!(done.get(), "the write still waits for a hung peer");
+        assert_eq!(node.status().conn, ConnState::Connecting);
+        assert_eq!(node.status().out_of_sync_bytes, BLOCK as u64);
+        node.stop();
+    })
+    .unwrap();
+    stop2.store(STOP_CRASH, Ordering::SeqCst);
+    freeze.store(false, Ordering::SeqCst);
+    let _ = node2;
+}
+
+#[test]
+fn stop_releases_the_listener() {
+    let d = dir("rv-listener");
+    create_node(&d, 2);
+    let r = Reactor::new(&ReactorConfig::default()).unwrap();
+    r.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let port = listener.local_addr().port();
+        let data = FileDisk::open(&d.join("data2")).unwrap();
+        let meta = MetaStore::new(FileDisk::open(&d.join("meta2")).unwrap()).unwrap();
+        let unused: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let node = MirrorNode::start(config(2, unused, b"s3cret"), data, meta, Some(listener))
+            .await
+            .unwrap();
+        ringsan_engine::time::sleep(Duration::from_millis(50)).await;
+        node.stop();
+        drop(node);
+        ringsan_engine::time::sleep(Duration::from_millis(200)).await;
+        let again = TcpListener::bind(format!("127.0.0.1:{port}").parse().unwrap(), false);
+        assert!(
+            again.is_ok(),
+            "the stopped node still holds its listener: {:?}",
+            again.err()
+        );
+    })
+    .unwrap();
 }

@@ -20,6 +20,10 @@ use crate::mirror::gi::GenIds;
 /// Bytes of a superblock slot.
 pub const SUPERBLOCK_BYTES: usize = 4096;
 const MAGIC: u32 = 0x5253_4d44; // "RSMD"
+/// Fewest activity-log slots a store has.
+pub const MIN_AL_SLOTS: u32 = 2;
+/// Most activity-log slots a store has.
+pub const MAX_AL_SLOTS: u32 = 4096;
 /// The metadata format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -200,7 +204,15 @@ impl Superblock {
         let primary = flags[1] != 0;
         let unclean = flags[2] != 0;
         let resync_cursor = r.u64();
-        if !(9..=30).contains(&granule_shift) || !(16..=32).contains(&al_extent_shift) {
+        // A layout no code here writes: refused before anything is sized from it (at least two
+        // log slots, so a torn transaction leaves the one before it).
+        let extents_ok =
+            (2..=crate::mirror::activity_log::MAX_EXTENTS as u32).contains(&al_extents);
+        if !(9..=30).contains(&granule_shift)
+            || !(16..=32).contains(&al_extent_shift)
+            || !(MIN_AL_SLOTS..=MAX_AL_SLOTS).contains(&al_slots)
+            || !extents_ok
+        {
             return Err(MetaError::NoSuperblock);
         }
         Ok(Superblock {

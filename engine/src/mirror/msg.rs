@@ -177,6 +177,9 @@ pub enum Msg<P> {
     },
     /// The sender's role changed.
     Role(Role),
+    /// Keeps an idle link alive: the driver answers nothing and passes it to no one; a link on
+    /// which nothing arrives for the link timeout is dropped.
+    Ping,
 }
 
 impl<P> Msg<P> {
@@ -198,6 +201,7 @@ impl<P> Msg<P> {
             Msg::ReadRequest { .. } => "ReadRequest",
             Msg::ReadReply { .. } => "ReadReply",
             Msg::Role(_) => "Role",
+            Msg::Ping => "Ping",
         }
     }
 }

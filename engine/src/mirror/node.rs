@@ -72,11 +72,27 @@ pub struct NodeConfig {
     pub max_data: u32,
     /// Wait between connection attempts.
     pub reconnect_interval: Duration,
+    /// A link on which nothing arrives for this long is dropped (a hung peer, a pulled cable);
+    /// the handshake must finish within it too. Each side sends a ping every quarter of it
+    /// while idle.
+    pub link_timeout: Duration,
 }
 
 struct Waiter {
     result: Option<Result<Option<Payload>, Failure>>,
     waker: Option<Waker>,
+}
+
+/// Removes a request's waiter when the request ends or is dropped.
+struct WaiterGuard<'a> {
+    waiters: &'a RefCell<HashMap<u64, Waiter>>,
+    id: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.waiters.borrow_mut().remove(&self.id);
+    }
 }
 
 struct Link {
@@ -99,6 +115,8 @@ struct Inner<D: Disk, M: Disk> {
     epoch: std::time::Instant,
     /// The ticker parks here while no resync runs (an idle node wakes for nothing).
     ticker_waker: RefCell<Option<Waker>>,
+    /// Tasks waiting for [`MirrorNode::stop`].
+    stop_wakers: RefCell<Vec<Waker>>,
 }
 
 /// A running node (cheap to clone; every clone is the same node).
@@ -168,6 +186,7 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 stopped: Cell::new(false),
                 epoch: std::time::Instant::now(),
                 ticker_waker: RefCell::new(None),
+                stop_wakers: RefCell::new(Vec::new()),
             }),
         };
         node.execute(out);
@@ -213,6 +232,46 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         if let Some(w) = self.inner.ticker_waker.borrow_mut().take() {
             w.wake();
         }
+        for w in self.inner.stop_wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the node is stopped.
+    async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            if self.inner.stopped.get() {
+                Poll::Ready(())
+            } else {
+                self.inner.stop_wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` unless the node stops first (None then).
+    async fn unless_stopped<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        match select2(self.stopped(), f).await {
+            Either::Left(()) => None,
+            Either::Right(v) => Some(v),
+        }
+    }
+
+    /// A metadata write or its pre-flush failed: the node cannot keep its promises any more.
+    /// Every request waiting is failed, the link dropped, and the node stopped (until the disk
+    /// is dealt with and it is started again).
+    fn fail_node(&self, why: &str) {
+        tracing::error!(why, "mirror: stopping this node");
+        for w in self.inner.waiters.borrow_mut().values_mut() {
+            if w.result.is_none() {
+                w.result = Some(Err(Failure::Io));
+                if let Some(waker) = w.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+        self.stop();
     }
 
     /// Writes `data` at `offset`, stable on both copies when `durable`.
@@ -269,6 +328,9 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         &self,
         make: impl FnOnce(u64) -> Input<Payload>,
     ) -> Result<Option<Payload>, Failure> {
+        if self.inner.stopped.get() {
+            return Err(Failure::Unavailable);
+        }
         let id = self.inner.next_id.get();
         self.inner.next_id.set(id + 1);
         self.inner.waiters.borrow_mut().insert(
@@ -278,6 +340,12 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 waker: None,
             },
         );
+        // A caller that gives up (drops this future) takes its entry with it; a completion
+        // that comes later finds none and is dropped (with any buffer it holds).
+        let _guard = WaiterGuard {
+            waiters: &self.inner.waiters,
+            id,
+        };
         self.feed(make(id));
         std::future::poll_fn(|cx| {
             let mut waiters = self.inner.waiters.borrow_mut();
@@ -285,10 +353,7 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 return Poll::Ready(Err(Failure::Refused));
             };
             match w.result.take() {
-                Some(r) => {
-                    waiters.remove(&id);
-                    Poll::Ready(r)
-                }
+                Some(r) => Poll::Ready(r),
                 None => {
                     w.waker = Some(cx.waker().clone());
                     Poll::Pending
@@ -410,16 +475,17 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                         } = &what
                         {
                             if let Err(e) = node.inner.data.flush().await {
-                                // Without the flush the transaction must not land: the node
-                                // stops writing here (the core waits for this report forever).
+                                // Without the flush the transaction must not land.
                                 tracing::error!(error = %e, "mirror: data flush before an activity-log transaction failed");
+                                node.fail_node("the data disk failed a flush");
                                 return;
                             }
                         }
                         match node.inner.meta.write(&what, &node.inner.layout).await {
                             Ok(()) => node.feed(Input::MetaWritten { token }),
                             Err(e) => {
-                                tracing::error!(error = %e, "mirror: metadata write failed; writes stall")
+                                tracing::error!(error = %e, "mirror: metadata write failed");
+                                node.fail_node("the metadata store failed a write");
                             }
                         }
                     });
@@ -449,46 +515,69 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
     }
 
     async fn link_loop(&self, listener: Option<TcpListener>) {
-        let cfg = &self.inner.cfg;
+        let cfg = self.inner.cfg.clone();
         while !self.inner.stopped.get() {
             if self.status().conn == ConnState::Connecting {
-                let stream = if cfg.node_id < cfg.peer_id {
-                    TcpStream::connect(cfg.peer_addr).await
-                } else if let Some(l) = &listener {
-                    l.accept().await.map(|(s, _)| s)
-                } else {
-                    Err(io::Error::other(
-                        "no listener for the node with the higher id",
-                    ))
-                };
+                let stream = self
+                    .unless_stopped(async {
+                        if cfg.node_id < cfg.peer_id {
+                            TcpStream::connect(cfg.peer_addr).await
+                        } else if let Some(l) = &listener {
+                            l.accept().await.map(|(s, _)| s)
+                        } else {
+                            Err(io::Error::other(
+                                "no listener for the node with the higher id",
+                            ))
+                        }
+                    })
+                    .await;
                 match stream {
-                    Ok(stream) => {
-                        if let Err(e) = self.serve_link(stream).await {
+                    None => break,
+                    Some(Ok(stream)) => {
+                        if let Some(Err(e)) = self.unless_stopped(self.serve_link(stream)).await {
                             tracing::warn!(error = %e, "mirror: link ended");
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "mirror: no link to the peer yet"),
+                    Some(Err(e)) => tracing::debug!(error = %e, "mirror: no link to the peer yet"),
                 }
             }
-            crate::time::sleep(cfg.reconnect_interval).await;
+            let pause = crate::time::sleep(cfg.reconnect_interval);
+            if self.unless_stopped(pause).await.is_none() {
+                break;
+            }
         }
     }
 
-    /// Handshake, then frames both ways until the link fails.
+    /// Handshake (within the link timeout), then frames both ways until the link fails.
     async fn serve_link(&self, stream: TcpStream) -> io::Result<()> {
         let _ = stream.set_nodelay();
+        let timeout = self.inner.cfg.link_timeout;
+        let (key, peer_id) = match crate::time::timeout(timeout, self.handshake(&stream)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                stream.shutdown();
+                return Err(io::Error::other("handshake timed out"));
+            }
+        };
+        self.run_link(stream, key, peer_id).await
+    }
+
+    /// The authenticated handshake: the session key (none on a private cable) and the peer's
+    /// id.
+    async fn handshake(&self, stream: &TcpStream) -> io::Result<(Option<[u8; 32]>, u32)> {
         let cfg = &self.inner.cfg;
         let layout = &self.inner.layout;
         let mine = HandshakeHello {
             node_id: cfg.node_id,
             volume: layout.volume,
             volume_bytes: layout.volume_bytes,
-            nonce: nonce(),
+            nonce: nonce()?,
             private_cable: cfg.private_cable,
             granule_shift: layout.granule_shift as u8,
+            max_data: cfg.max_data,
         };
-        send_bytes(&stream, mine.encode().to_vec()).await?;
-        let theirs = recv_bytes(&stream, HELLO_BYTES).await?;
+        send_bytes(stream, mine.encode().to_vec()).await?;
+        let theirs = recv_bytes(stream, HELLO_BYTES).await?;
         let mut hb = [0u8; HELLO_BYTES];
         hb.copy_from_slice(&theirs);
         let peer = HandshakeHello::decode_peer(&hb, &mine).map_err(io::Error::other)?;
@@ -498,8 +587,8 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 peer.node_id, cfg.peer_id
             )));
         }
-        send_bytes(&stream, proof(&cfg.secret, &mine, &peer).to_vec()).await?;
-        let their_proof = recv_bytes(&stream, PROOF_BYTES).await?;
+        send_bytes(stream, proof(&cfg.secret, &mine, &peer).to_vec()).await?;
+        let their_proof = recv_bytes(stream, PROOF_BYTES).await?;
         let mut pb = [0u8; PROOF_BYTES];
         pb.copy_from_slice(&their_proof);
         if let Err(e) = verify_proof(&cfg.secret, &mine, &peer, &pb) {
@@ -507,11 +596,23 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
             return Err(io::Error::other(e));
         }
         let key = (!cfg.private_cable).then(|| session_key(&cfg.secret, &mine, &peer));
+        Ok((key, peer.node_id))
+    }
+
+    /// Frames both ways until the link fails, the peer falls silent or the node stops.
+    async fn run_link(
+        &self,
+        stream: TcpStream,
+        key: Option<[u8; 32]>,
+        peer_id: u32,
+    ) -> io::Result<()> {
+        let cfg = &self.inner.cfg;
+        let layout = &self.inner.layout;
         let max_words = layout.bitmap_pages() * (crate::mirror::bitmap::PAGE_BYTES as u64 / 8);
         let codec = RefCell::new(Codec::new(
             key,
             cfg.node_id,
-            cfg.peer_id,
+            peer_id,
             cfg.max_data,
             max_words,
         ));
@@ -537,7 +638,7 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
 
     async fn send_loop(&self, stream: &TcpStream, codec: &RefCell<Codec>) -> io::Result<()> {
         loop {
-            let msg = std::future::poll_fn(|cx| {
+            let next = std::future::poll_fn(|cx| {
                 if self.inner.stopped.get() {
                     return Poll::Ready(None);
                 }
@@ -548,8 +649,12 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                         Poll::Pending
                     }
                 }
-            })
-            .await;
+            });
+            // Idle for a quarter of the link timeout: a ping keeps the peer's timer fed.
+            let msg = match crate::time::timeout(self.inner.cfg.link_timeout / 4, next).await {
+                Ok(m) => m,
+                Err(_) => Some(Msg::Ping),
+            };
             let Some(msg) = msg else {
                 return Ok(());
             };
@@ -580,7 +685,16 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         let mut count = 0u64;
         let tagged = !self.inner.cfg.private_cable;
         loop {
-            let head = recv_bytes(stream, HEADER_BYTES).await?;
+            let wait = self.inner.cfg.link_timeout;
+            let head = match crate::time::timeout(wait, recv_bytes(stream, HEADER_BYTES)).await {
+                Ok(h) => h?,
+                Err(_) => {
+                    tracing::warn!(
+                        "mirror: nothing from the peer within the link timeout: link dropped"
+                    );
+                    return Err(io::Error::other("peer silent"));
+                }
+            };
             let mut hb = [0u8; HEADER_BYTES];
             hb.copy_from_slice(&head);
             let h = codec.borrow().open_header(&hb).map_err(protocol)?;
@@ -601,10 +715,26 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 Vec::new()
             };
             let opened = codec.borrow_mut().open(&hb, &h, &fields, data, &tag);
-            if let Some(msg) = opened.map_err(protocol)? {
-                self.feed(Input::Message { seq: count, msg });
-                count += 1;
+            let Some(msg) = opened.map_err(protocol)? else {
+                continue;
+            };
+            let asked = match &msg {
+                Msg::Ping => continue,
+                Msg::ResyncRequest { len, .. }
+                | Msg::VerifyRequest { len, .. }
+                | Msg::ReadRequest { len, .. } => *len,
+                _ => 0,
+            };
+            if asked > u64::from(self.inner.cfg.max_data) {
+                tracing::warn!(
+                    kind = msg.kind(),
+                    len = asked,
+                    "mirror: the peer asks for more than max_data at once: link dropped"
+                );
+                return Err(io::Error::other("request over max_data"));
             }
+            self.feed(Input::Message { seq: count, msg });
+            count += 1;
         }
     }
 }
@@ -620,14 +750,26 @@ fn log_io(what: &str, offset: u64, r: &io::Result<()>) {
     }
 }
 
-/// 32 random bytes from the kernel.
-fn nonce() -> [u8; 32] {
+/// 32 random bytes from the kernel (`getrandom`, which needs no file descriptor); an error
+/// ends the handshake rather than reuse a predictable nonce.
+fn nonce() -> io::Result<[u8; 32]> {
     let mut n = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut n);
+    let mut filled = 0;
+    while filled < n.len() {
+        let tail = &mut n[filled..];
+        // SAFETY: the pointer and length describe `tail`, which outlives the call.
+        let got =
+            unsafe { libc::getrandom(tail.as_mut_ptr().cast::<libc::c_void>(), tail.len(), 0) };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += got as usize;
     }
-    n
+    Ok(n)
 }
 
 async fn send_bytes(stream: &TcpStream, bytes: Vec<u8>) -> io::Result<()> {

@@ -1772,6 +1772,7 @@ impl<P: Clone> Replica<P> {
                 out.push(Action::Send(Msg::ReadReply { id, data: None }));
             }
             Msg::ReadReply { .. } => {}
+            Msg::Ping => {}
             Msg::Role(role) => {
                 if role == Role::Primary && self.role == Role::Primary {
                     self.protocol_error("both nodes Primary", out);

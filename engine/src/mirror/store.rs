@@ -91,6 +91,12 @@ impl<D: Disk> MetaStore<D> {
     /// Writes an empty store for `sb`: a clear bitmap, an empty activity log, the superblock
     /// (in slot 1, seq 1), all stable.
     pub async fn format(&self, sb: &Superblock) -> Result<(), StoreError> {
+        // Only a layout that loads back is written.
+        let probe = Superblock {
+            seq: 1,
+            ..sb.clone()
+        };
+        Superblock::decode(&probe.encode())?;
         let need = sb.store_bytes();
         let have = self.disk.info().size_bytes;
         if have < need {

@@ -68,6 +68,14 @@ pub enum WireError {
         /// This node's size.
         mine: u64,
     },
+    /// The peer takes data segments of another size.
+    #[error("peer takes data segments up to {peer} bytes, this node {mine}")]
+    OtherMaxData {
+        /// The peer's.
+        peer: u32,
+        /// This node's.
+        mine: u32,
+    },
     /// The peer's bitmap has another granule.
     #[error("peer's bitmap has 2^{peer} bytes per bit, this node's 2^{mine}")]
     OtherGranule {
@@ -138,6 +146,8 @@ pub struct HandshakeHello {
     pub private_cable: bool,
     /// log2 of the bitmap's bytes per bit: both copies must mark alike.
     pub granule_shift: u8,
+    /// The largest data segment the node takes: both must take the same.
+    pub max_data: u32,
 }
 
 impl HandshakeHello {
@@ -152,6 +162,7 @@ impl HandshakeHello {
         b[12..28].copy_from_slice(&self.volume);
         b[28..36].copy_from_slice(&self.volume_bytes.to_le_bytes());
         b[36..68].copy_from_slice(&self.nonce);
+        b[68..72].copy_from_slice(&self.max_data.to_le_bytes());
         let crc = crc32c::crc32c(&b[..HELLO_BYTES - 4]);
         b[HELLO_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -181,6 +192,7 @@ impl HandshakeHello {
             nonce,
             private_cable: b[5] & FLAG_PRIVATE != 0,
             granule_shift: b[6],
+            max_data: le32(b, 68),
         };
         if peer.volume != mine.volume {
             return Err(WireError::OtherVolume);
@@ -196,6 +208,12 @@ impl HandshakeHello {
         }
         if peer.private_cable != mine.private_cable {
             return Err(WireError::CableMismatch);
+        }
+        if peer.max_data != mine.max_data {
+            return Err(WireError::OtherMaxData {
+                peer: peer.max_data,
+                mine: mine.max_data,
+            });
         }
         if peer.granule_shift != mine.granule_shift {
             return Err(WireError::OtherGranule {
@@ -321,6 +339,7 @@ mod kind {
     pub const ROLE: u8 = 13;
     pub const VERIFY_REQUEST: u8 = 14;
     pub const VERIFY_REPLY: u8 = 15;
+    pub const PING: u8 = 16;
 }
 
 impl Codec {
@@ -476,6 +495,7 @@ impl Codec {
                 f.push(role_byte(*r));
                 (kind::ROLE, &[])
             }
+            Msg::Ping => (kind::PING, &[]),
         };
         frames.push(self.frame(k, &f, data));
         frames
@@ -734,6 +754,10 @@ impl Codec {
                 no_data("Role")?;
                 Msg::Role(parse_role(r.u8()?)?)
             }
+            kind::PING => {
+                no_data("Ping")?;
+                Msg::Ping
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         if r.left() != 0 {
@@ -820,6 +844,7 @@ mod tests {
             nonce: [nonce; 32],
             private_cable: false,
             granule_shift: 12,
+            max_data: 1 << 20,
         }
     }
 
@@ -913,6 +938,7 @@ mod tests {
             },
             Msg::ReadReply { id: 2, data: None },
             Msg::Role(Role::Secondary),
+            Msg::Ping,
         ]
     }
 
@@ -981,6 +1007,14 @@ mod tests {
             HandshakeHello::decode_peer(&cable.encode(), &a),
             Err(WireError::CableMismatch)
         );
+        let max = HandshakeHello {
+            max_data: 4096,
+            ..b.clone()
+        };
+        assert!(matches!(
+            HandshakeHello::decode_peer(&max.encode(), &a),
+            Err(WireError::OtherMaxData { .. })
+        ));
         let granule = HandshakeHello {
             granule_shift: 13,
             ..b.clone()

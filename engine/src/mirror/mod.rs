@@ -11,6 +11,7 @@
 //! - [`replica`]: the replication core of one volume on one node (protocol C writes, degraded
 //!   mode, handshake, resync, roles), a state machine without I/O that the daemon drives over
 //!   io_uring and `engine/tests/mirror_sim.rs` drives under a seeded fault scheduler.
+//! - [`status`]: the status as text, shaped like `drbdadm status`.
 //! - [`store`]: the metadata store's I/O over the disk trait.
 //! - [`wire`]: the link's wire format: authenticated handshake, framed messages with CRC32C and
 //!   HMAC-SHA256 tags.
@@ -27,5 +28,6 @@ pub mod meta;
 pub mod msg;
 pub mod node;
 pub mod replica;
+pub mod status;
 pub mod store;
 pub mod wire;

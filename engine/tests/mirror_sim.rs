@@ -183,6 +183,7 @@ struct Stats {
     split_brains: u64,
     clean_stops: u64,
     verified_bytes: u64,
+    detaches: u64,
 }
 
 impl Stats {
@@ -199,11 +200,13 @@ impl Stats {
         self.split_brains += o.split_brains;
         self.clean_stops += o.clean_stops;
         self.verified_bytes += o.verified_bytes;
+        self.detaches += o.detaches;
     }
 }
 
 struct Sim {
-    /// Lose and duplicate messages now and then (off in the scripted tests).
+    /// Lose and duplicate messages, and fail a local write, now and then (off in the scripted
+    /// tests).
     message_faults: bool,
     /// The replicas' resync rate limit (bytes per second of simulated time, a tick being a
     /// microsecond); with a limit, each running node gets a clock tick every 100 µs.
@@ -648,6 +651,7 @@ impl Sim {
             self.stats.resync_bytes += r.counters().resync_written_bytes;
             self.stats.split_brains += r.counters().split_brains;
             self.stats.verified_bytes += r.counters().verify_checked_bytes;
+            self.stats.detaches += r.counters().detaches;
         }
     }
 
@@ -845,17 +849,27 @@ impl Sim {
                         data,
                         durable,
                     } => {
+                        // A disk error, only where the peer holds an up-to-date copy (a failed
+                        // disk that was the only copy loses data whatever the mirror does).
+                        let covered = self.nodes[node].replica.as_ref().is_some_and(|r| {
+                            let s = r.status();
+                            s.conn == ConnState::Connected
+                                && s.peer_disk == Some(DiskState::UpToDate)
+                                && s.disk == DiskState::UpToDate
+                        });
+                        let fail = self.message_faults && covered && self.rng.chance(1);
                         self.log(|| {
                             format!(
-                                "node {} wrote blocks {first}.. = {data:?} token {token}",
+                                "node {} wrote blocks {first}.. = {data:?} token {token} failed {fail}",
                                 node + 1
                             )
                         });
                         let nd = &mut self.nodes[node];
-                        nd.disk.write(first, &data, durable);
-                        let _ = ();
+                        if !fail {
+                            nd.disk.write(first, &data, durable);
+                        }
                         nd.pending_writes.retain(|w| w.0 != token);
-                        Input::LocalWritten { token, ok: true }
+                        Input::LocalWritten { token, ok: !fail }
                     }
                     DiskOp::Read { token, first, n } => {
                         let disk = &self.nodes[node].disk;
@@ -935,9 +949,22 @@ impl Sim {
         let mut rounds = 0;
         loop {
             // A clean shutdown begun before the heal may end during it: start the node again.
+            // A detached disk is replaced: demoted if need be, attached, synced in full.
             for n in 0..2 {
                 if self.nodes[n].replica.is_none() {
                     self.start(n);
+                }
+                let s = self.status(n);
+                if s.disk == DiskState::Diskless {
+                    // Refused while writes are in flight or while connecting: tried again on
+                    // the next round.
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    if s.role == Role::Primary {
+                        self.input(n, Input::Demote { id });
+                    } else {
+                        self.input(n, Input::Attach { id });
+                    }
                 }
             }
             self.try_connect();
@@ -1069,6 +1096,7 @@ fn simulated_faults_lose_no_acknowledged_write() {
         "{total:?}"
     );
     assert!(total.failovers >= seeds / 10, "{total:?}");
+    assert!(total.detaches > 0, "{total:?}");
     assert!(
         total.lost_messages > 0 && total.duplicated_messages > 0,
         "{total:?}"
@@ -1857,4 +1885,101 @@ fn a_flush_done_while_disconnected_survives_switchover_and_power_loss() {
     sim.settle();
     assert_eq!(sim.nodes[0].disk.read(5), v, "flushed write lost on node 1");
     assert_eq!(sim.nodes[1].disk.read(5), v, "flushed write lost on node 2");
+}
+
+#[test]
+fn a_local_write_error_detaches_the_disk_and_the_peer_copy_carries_on() {
+    let mut sim = Sim::scripted(17);
+    sim.start_connected();
+    sim.write_blocks(0, &[20, 21]);
+    // The next local write on node 1 fails.
+    let id = sim.next_req();
+    let v = sim.next_version;
+    sim.next_version += 1;
+    sim.truth[20].written.push(v);
+    let w = ClientWrite {
+        first: 20,
+        versions: vec![v],
+        durable: true,
+    };
+    sim.writes.insert(id, (0, w));
+    let write = Input::Write {
+        id,
+        offset: 20 * BLOCK,
+        len: BLOCK,
+        durable: true,
+        data: vec![v],
+    };
+    sim.input(0, write);
+    let key = sim
+        .payloads
+        .iter()
+        .find(|(_, e)| {
+            matches!(
+                e,
+                Ev::Done {
+                    node: 0,
+                    op: DiskOp::Write { first: 20, .. },
+                    ..
+                }
+            )
+        })
+        .map(|(k, _)| *k)
+        .expect("local write scheduled");
+    let Some(Ev::Done {
+        op: DiskOp::Write { token, .. },
+        ..
+    }) = sim.payloads.insert(key, Ev::Cut { link: 0 })
+    else {
+        unreachable!()
+    };
+    sim.nodes[0].pending_writes.retain(|w| w.0 != token);
+    sim.input(0, Input::LocalWritten { token, ok: false });
+    sim.settle();
+    // Detached. The link is dropped so the peer learns of it in the next handshake, which
+    // leaves the failed write unconfirmed: it ends with an error, not acknowledged.
+    assert_eq!(sim.status(0).disk, DiskState::Diskless);
+    assert_eq!(sim.counters(0).detaches, 1);
+    assert!(!sim.writes.contains_key(&id), "the write ended");
+    assert_eq!(sim.truth[20].required, 1, "not acknowledged");
+    assert_eq!(
+        sim.status(0).conn,
+        ConnState::Connected,
+        "reconnected, Diskless"
+    );
+    // Writes go on through the peer; reads are refused (no UpToDate local copy).
+    sim.write_blocks(0, &[22]);
+    assert_eq!(
+        sim.nodes[1].disk.read(22),
+        *sim.truth[22].written.last().unwrap()
+    );
+    let mut out = Vec::new();
+    let r = sim.nodes[0].replica.as_mut().unwrap();
+    r.handle(
+        Input::Read {
+            id: 900,
+            offset: 0,
+            len: BLOCK,
+        },
+        &mut out,
+    );
+    use ringsan_engine::mirror::replica::Failure;
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Complete {
+            id: 900,
+            result: Err(Failure::Unavailable)
+        }
+    )));
+    // A replaced disk is attached on the demoted node and synced in full.
+    sim.admin(0, |id| Input::Demote { id });
+    sim.admin(0, |id| Input::Attach { id });
+    sim.settle();
+    assert_eq!(sim.status(0).disk, DiskState::UpToDate);
+    assert_eq!(sim.status(0).conn, ConnState::Connected);
+    sim.assert_copies_identical();
+    assert_eq!(
+        sim.nodes[0].disk.read(22),
+        *sim.truth[22].written.last().unwrap()
+    );
 }

@@ -319,6 +319,11 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         Ok(self.counters().verify_differing_bytes - before)
     }
 
+    /// Takes a replaced local disk back after a detach (see [`Input::Attach`]).
+    pub async fn attach(&self) -> Result<(), Failure> {
+        self.request(|id| Input::Attach { id }).await.map(|_| ())
+    }
+
     /// Becomes Secondary.
     pub async fn demote(&self) -> Result<(), Failure> {
         self.request(|id| Input::Demote { id }).await.map(|_| ())

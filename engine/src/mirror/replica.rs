@@ -184,6 +184,12 @@ pub enum Input<P> {
         /// Now.
         now_ns: u64,
     },
+    /// Admin: take a (replaced) local disk back after a detach: its content is unknown, so it
+    /// becomes Inconsistent and the next connect copies every block to it (on a Secondary).
+    Attach {
+        /// Echoed.
+        id: u64,
+    },
     /// Admin: leave StandAlone and connect again.
     Connect {
         /// Echoed.
@@ -298,6 +304,8 @@ pub struct Counters {
     pub verify_differing_bytes: u64,
     /// Verify runs that ended.
     pub verifies_done: u64,
+    /// Times the local disk was given up after an I/O error.
+    pub detaches: u64,
 }
 
 /// What an operation waiting for its range (and its activity-log extents) is.
@@ -356,6 +364,8 @@ enum LocalPart {
     Running,
     Done,
     Failed,
+    /// No local copy (Diskless): the peer's copy is the only one.
+    Skipped,
 }
 
 #[derive(Debug)]
@@ -485,6 +495,14 @@ pub struct Replica<P> {
     resync_sent: std::collections::HashSet<(u64, u64)>,
     /// Bitmap page writes in flight (a clean shutdown waits for them).
     pages_in_flight: usize,
+    /// A write completed into the peer's cache only, and no barrier has made it stable since.
+    peer_cached: bool,
+    /// Writes sent to the peer's cache so far, and the count each barrier was sent after.
+    cached_sent: u64,
+    barrier_cached: HashMap<u64, u64>,
+    /// Detached, the link dropped while the peer held completed writes only in its cache: they
+    /// may be gone, so no flush may report success any more (until the disk is attached).
+    peer_cache_lost: bool,
     /// Pages written to disk with marks in them: rewritten when a resync ends, so marks it
     /// cleared do not come back after a later crash.
     disk_marked: std::collections::BTreeSet<usize>,
@@ -610,6 +628,10 @@ impl<P: Clone> Replica<P> {
             adopt_flushing: false,
             resync_sent: std::collections::HashSet::new(),
             pages_in_flight: 0,
+            peer_cached: false,
+            cached_sent: 0,
+            barrier_cached: HashMap::new(),
+            peer_cache_lost: false,
             disk_marked: std::collections::BTreeSet::new(),
             al_at_open,
             al_ready,
@@ -815,6 +837,29 @@ impl<P: Clone> Replica<P> {
                 self.now_ns = self.now_ns.max(now_ns);
                 self.resync_step(out);
             }
+            Input::Attach { id } => {
+                if self.sb.disk != DiskState::Diskless {
+                    self.refuse(id, "attach: the local disk is attached", out);
+                    return;
+                }
+                if self.role == Role::Primary {
+                    self.refuse(id, "attach on the Primary: demote first", out);
+                    return;
+                }
+                tracing::info!("mirror: local disk attached, to be synced in full");
+                self.sb.gen = GenIds::unknown();
+                self.sb.disk = DiskState::Inconsistent;
+                self.peer_cache_lost = false;
+                self.unclean = false;
+                self.crashed_primary = false;
+                self.persist(Some(AfterSb::Complete(id)), out);
+                if self.link != 0 {
+                    out.push(Action::Disconnect(
+                        "disk attached: reconnect to sync".into(),
+                    ));
+                    self.link_down(out);
+                }
+            }
             Input::Connect { id } => {
                 if self.conn == ConnState::StandAlone {
                     self.conn = ConnState::Connecting;
@@ -980,12 +1025,38 @@ impl<P: Clone> Replica<P> {
             });
             return;
         }
+        if self.sb.disk == DiskState::Diskless && !self.replicating() {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::Unavailable),
+            });
+            return;
+        }
         self.waiting.push_back(Waiting {
             offset,
             len,
             op: Op::AppWrite { id, durable, data },
         });
         self.pump(out);
+    }
+
+    /// The local disk failed an I/O: it is given up (Diskless, as DRBD's on-io-error detach).
+    /// Writes go to the peer alone from now on, reads are refused (02h/04h/0Ch), and the copy
+    /// comes back only through [`Input::Attach`] and a full resync.
+    fn detach(&mut self, out: &mut Vec<Action<P>>) {
+        if self.sb.disk == DiskState::Diskless {
+            return;
+        }
+        tracing::error!("mirror: the local disk failed: detached (Diskless)");
+        self.sb.disk = DiskState::Diskless;
+        self.counters.detaches += 1;
+        self.persist(None, out);
+        if self.link != 0 {
+            // The peer learns of it in the next handshake (and a resync target has nothing to
+            // write into any more).
+            out.push(Action::Disconnect("local disk detached".into()));
+            self.link_down(out);
+        }
     }
 
     fn app_read(&mut self, id: u64, offset: u64, len: u64, out: &mut Vec<Action<P>>) {
@@ -1022,12 +1093,20 @@ impl<P: Clone> Replica<P> {
             });
             return;
         }
+        if self.sb.disk == DiskState::Diskless && !self.replicating() {
+            out.push(Action::Complete {
+                id,
+                result: Err(Failure::Unavailable),
+            });
+            return;
+        }
         let token = self.token(Token::Flush(id));
         out.push(Action::FlushLocal { token });
         let peer = if self.replicating() {
             let b = self.next_barrier;
             self.next_barrier += 1;
             self.barrier_of.insert(b, id);
+            self.barrier_cached.insert(b, self.cached_sent);
             out.push(Action::Send(Msg::Barrier { id: b }));
             None
         } else {
@@ -1052,7 +1131,12 @@ impl<P: Clone> Replica<P> {
             return;
         }
         if let Some(f) = self.flushes.remove(&id) {
-            let ok = f.local == Some(true);
+            // Detached, the peer's copy is the only one: its flush is the one that counts.
+            let ok = if self.sb.disk == DiskState::Diskless {
+                f.peer == Some(true) && !self.peer_cache_lost
+            } else {
+                f.local == Some(true)
+            };
             out.push(Action::Complete {
                 id: f.id,
                 result: if ok { Ok(None) } else { Err(Failure::Io) },
@@ -1216,6 +1300,13 @@ impl<P: Clone> Replica<P> {
         // What runs, and the local I/O it needs: a write (durable, data) or a read.
         let (what, write) = match op {
             Op::AppWrite { id, durable, data } => {
+                // Detached, the peer's copy is the only one: a write it holds only in its
+                // cache could be lost with it before any flush, so every write is stable there.
+                let durable = durable || self.sb.disk == DiskState::Diskless;
+                if !durable && self.replicating() {
+                    self.peer_cached = true;
+                    self.cached_sent += 1;
+                }
                 let peer = if self.replicating() {
                     let seq = self.next_data_seq;
                     self.next_data_seq += 1;
@@ -1232,13 +1323,18 @@ impl<P: Clone> Replica<P> {
                     self.bitmap.mark(offset, len);
                     PeerPart::Missed
                 };
+                let diskless = self.sb.disk == DiskState::Diskless;
                 let what = Running::AppWrite {
                     id,
-                    local: LocalPart::Running,
+                    local: if diskless {
+                        LocalPart::Skipped
+                    } else {
+                        LocalPart::Running
+                    },
                     peer,
                     generation: self.generation,
                 };
-                (what, Some((durable, data)))
+                (what, (!diskless).then_some((durable, data)))
             }
             Op::PeerWrite {
                 seq,
@@ -1261,6 +1357,13 @@ impl<P: Clone> Replica<P> {
             what,
             Running::VerifyLocal { .. } | Running::VerifyPeer { .. }
         );
+        let skipped = matches!(
+            what,
+            Running::AppWrite {
+                local: LocalPart::Skipped,
+                ..
+            }
+        );
         self.in_flight.insert(
             token,
             InFlight {
@@ -1271,6 +1374,12 @@ impl<P: Clone> Replica<P> {
             },
         );
         if digest_only {
+            return;
+        }
+        if skipped {
+            // Nothing local to wait for; it may even be complete already (never: the peer's
+            // part is at least being sent).
+            self.try_complete_app_write(token, out);
             return;
         }
         out.push(match write {
@@ -1323,13 +1432,11 @@ impl<P: Clone> Replica<P> {
             self.bitmap.clear(offset, len);
         }
         self.retire(token, out);
+        // Done when a copy that counts holds it: the local one, or (detached) the peer's.
+        let ok = local == LocalPart::Done || peer == PeerPart::Acked;
         out.push(Action::Complete {
             id,
-            result: if local == LocalPart::Done {
-                Ok(None)
-            } else {
-                Err(Failure::Io)
-            },
+            result: if ok { Ok(None) } else { Err(Failure::Io) },
         });
     }
 
@@ -1349,7 +1456,7 @@ impl<P: Clone> Replica<P> {
                 };
                 if !ok {
                     tracing::warn!(offset, len, "mirror: local write failed");
-                    self.bitmap.mark(offset, len);
+                    self.detach(out);
                 }
                 self.try_complete_app_write(token, out);
             }
@@ -1362,7 +1469,7 @@ impl<P: Clone> Replica<P> {
                         self.bitmap.clear(offset, len);
                     }
                 } else {
-                    self.bitmap.mark(offset, len);
+                    self.detach(out);
                 }
                 self.retire(token, out);
                 if link == self.link && self.connected_to_peer() {
@@ -1372,6 +1479,10 @@ impl<P: Clone> Replica<P> {
             Running::ResyncWrite { link } => {
                 let link = *link;
                 self.retire(token, out);
+                if !ok {
+                    self.detach(out);
+                    return;
+                }
                 if link != self.link || self.conn != ConnState::SyncTarget {
                     return;
                 }
@@ -1575,9 +1686,16 @@ impl<P: Clone> Replica<P> {
         // Flushes waiting for the peer's barrier: the peer's copy is now marked where it may
         // lack anything, so the local flush is enough.
         let ids: Vec<u64> = self.barrier_of.drain().map(|(_, id)| id).collect();
+        self.barrier_cached.clear();
+        let diskless = self.sb.disk == DiskState::Diskless;
+        if diskless && self.peer_cached {
+            tracing::error!("mirror: detached, and the link dropped with writes in the peer's cache only: flushes fail from now on");
+            self.peer_cache_lost = true;
+        }
         for id in ids {
             if let Some(f) = self.flushes.get_mut(&id) {
-                f.peer = Some(true);
+                // With no local copy, nothing covers the writes now: the flush fails.
+                f.peer = Some(!diskless);
             }
             self.finish_flush(id, out);
         }
@@ -1694,6 +1812,11 @@ impl<P: Clone> Replica<P> {
                 out.push(Action::FlushLocal { token });
             }
             Msg::BarrierAck { id, ok } => {
+                // Everything sent before this barrier is stable there now; if nothing was sent to
+                // the cache after it, nothing is in the peer's cache alone.
+                if ok && self.barrier_cached.remove(&id) == Some(self.cached_sent) {
+                    self.peer_cached = false;
+                }
                 let Some(flush) = self.barrier_of.remove(&id) else {
                     self.protocol_error("BarrierAck for no barrier", out);
                     return;
@@ -1851,7 +1974,12 @@ impl<P: Clone> Replica<P> {
             node_id: h.node_id,
             crashed_primary: h.crashed_primary,
         };
-        let mut d = decide(&self.sb.gen, mine, &h.gen, theirs);
+        let diskless = self.sb.disk == DiskState::Diskless || h.disk == DiskState::Diskless;
+        let mut d = if diskless {
+            Decision::InSync
+        } else {
+            decide(&self.sb.gen, mine, &h.gen, theirs)
+        };
         if d == Decision::SplitBrain {
             match (self.discard_my_data, h.discard_my_data) {
                 (true, false) => d = Decision::TargetBitmap,
@@ -1916,6 +2044,13 @@ impl<P: Clone> Replica<P> {
             return;
         }
         self.peer_bitmap_seen = true;
+        if self.sb.disk == DiskState::Diskless || peer.disk == DiskState::Diskless {
+            // One side has no disk: nothing to sync; the Primary writes to the copy there is.
+            self.conn = ConnState::Connected;
+            tracing::info!("mirror: connected, one side Diskless: no resync");
+            self.pump(out);
+            return;
+        }
         self.bitmap.merge_words(words);
         let d = match d {
             Decision::InSync if self.bitmap.count() > 0 => {
@@ -2212,7 +2347,9 @@ impl<P: Clone> Replica<P> {
         }
         let peer_primary = self.peer.as_ref().is_some_and(|p| p.role == Role::Primary);
         let not_uptodate = self.sb.disk != DiskState::UpToDate;
-        let refusal = if self.handshaking() {
+        let refusal = if self.sb.disk == DiskState::Diskless {
+            Some("promote: this node's disk is detached (Diskless)")
+        } else if self.handshaking() {
             // The peer decides on the Hello it has: no change under it.
             Some("promote while connecting: try again")
         } else if peer_primary && self.connected_to_peer() {

@@ -1983,3 +1983,40 @@ fn a_local_write_error_detaches_the_disk_and_the_peer_copy_carries_on() {
         *sim.truth[22].written.last().unwrap()
     );
 }
+
+#[test]
+fn a_local_read_error_detaches_the_disk() {
+    let mut sim = Sim::scripted(18);
+    sim.start_connected();
+    sim.write_blocks(0, &[3]);
+    let mut out = Vec::new();
+    let r = sim.nodes[0].replica.as_mut().unwrap();
+    r.handle(
+        Input::Read {
+            id: 700,
+            offset: 3 * BLOCK,
+            len: BLOCK,
+        },
+        &mut out,
+    );
+    let token = out
+        .iter()
+        .find_map(|a| match a {
+            Action::ReadLocal { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("a local read");
+    out.clear();
+    r.handle(Input::LocalRead { token, data: None }, &mut out);
+    use ringsan_engine::mirror::replica::Failure;
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Complete {
+            id: 700,
+            result: Err(Failure::Io)
+        }
+    )));
+    assert_eq!(r.status().disk, DiskState::Diskless);
+    assert_eq!(r.counters().detaches, 1);
+    assert!(out.iter().any(|a| matches!(a, Action::Disconnect(_))));
+}

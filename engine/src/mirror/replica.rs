@@ -1510,6 +1510,11 @@ impl<P: Clone> Replica<P> {
             Some(Token::Read { id }) => {
                 let id = *id;
                 self.tokens.remove(&token);
+                if data.is_none() {
+                    // A read error: the local copy is given up like after a write error.
+                    tracing::warn!("mirror: local read failed");
+                    self.detach(out);
+                }
                 out.push(Action::Complete {
                     id,
                     result: data.map(Some).ok_or(Failure::Io),
@@ -1531,9 +1536,8 @@ impl<P: Clone> Replica<P> {
                         out.push(Action::Send(Msg::ResyncData { offset, len, data }));
                     } else {
                         tracing::warn!(offset, len, "mirror: resync read failed");
-                        out.push(Action::Disconnect("resync source read failed".into()));
                         self.retire(token, out);
-                        self.link_down(out);
+                        self.detach(out);
                         return;
                     }
                 }

@@ -16,6 +16,9 @@ use ringsan_engine::disk::{create_sparse, Disk, FileDisk};
 use ringsan_engine::volume::Volume;
 use ringsan_engine::{Reactor, ReactorConfig, RemoteHandle};
 
+use ringsan_engine::mirror::meta::Superblock;
+
+use crate::cluster::volumes;
 use crate::config::{Config, LunConfig, TargetConfig};
 use crate::iscsi::params::TargetLimits;
 use crate::iscsi::server::{Server, LOGOUT_GRACE_SECONDS};
@@ -114,6 +117,12 @@ pub fn open_lun(
     geometry.lbprz = info.discard_reads_zero;
     let per_buffer = (config.buffer_size_bytes / l.block_size as usize) as u64;
     geometry.max_compare_write_blocks = (per_buffer / 2).clamp(1, 255) as u8;
+    if l.mirror.is_some() {
+        // Deallocation and COMPARE AND WRITE are not mirrored (see scsi::mirrored): not offered.
+        geometry.thin = false;
+        geometry.lbprz = false;
+        geometry.max_compare_write_blocks = 0;
+    }
     if !info.direct {
         tracing::warn!(target = %t.iqn, lun = l.lun, path = %l.path.display(), "no O_DIRECT on this file system: buffered I/O");
     }
@@ -127,23 +136,51 @@ pub fn open_lun(
         format!("{},lun,{}", t.iqn, l.lun),
     );
     let mode = ModeState::new(l.write_cache);
-    Ok(
-        LogicalUnit::new(l.lun, Volume::new(disk), geometry, identity, mode)
-            .with_pr_store(PrStore::new(&config.data_dir, &l.uuid))
-            .with_metrics(config.reactors.max(1)),
-    )
+    let lu = LogicalUnit::new(l.lun, Volume::new(disk), geometry, identity, mode)
+        .with_pr_store(PrStore::new(&config.data_dir, &l.uuid))
+        .with_metrics(config.reactors.max(1));
+    Ok(if l.mirror.is_some() {
+        lu.mirrored()
+    } else {
+        lu
+    })
 }
 
-fn build_targets(config: &Config) -> Result<Targets, StartError> {
+/// A mirrored LUN whose node starts once the reactors run.
+struct PendingMirror {
+    lun: LunConfig,
+    target: TargetConfig,
+    lu: Arc<LogicalUnit>,
+    format: Option<Superblock>,
+}
+
+fn build_targets(config: &Config) -> Result<(Targets, Vec<PendingMirror>), StartError> {
     let mut targets = Vec::new();
+    let mut mirrors = Vec::new();
     for t in &config.targets {
         let mut luns = Vec::new();
         for l in &t.luns {
-            luns.push(Arc::new(open_lun(t, l, config)?));
+            let format = match (&config.mirror, &l.mirror) {
+                (Some(m), Some(lm)) => {
+                    volumes::prepare_metadata(l, m, &lm.meta_path, !l.path.exists())
+                        .map_err(|e| lun_error(t, l, e))?
+                }
+                _ => None,
+            };
+            let lu = Arc::new(open_lun(t, l, config)?);
+            if l.mirror.is_some() {
+                mirrors.push(PendingMirror {
+                    lun: l.clone(),
+                    target: t.clone(),
+                    lu: lu.clone(),
+                    format,
+                });
+            }
+            luns.push(lu);
         }
         targets.push(Arc::new(Target::new(t, luns)));
     }
-    Ok(Targets::new(targets))
+    Ok((Targets::new(targets), mirrors))
 }
 
 fn limits(config: &Config) -> TargetLimits {
@@ -163,7 +200,8 @@ impl Daemon {
         std::fs::create_dir_all(&config.data_dir).map_err(StartError::Reactor)?;
         let nop = (config.nop_interval_seconds > 0)
             .then(|| Duration::from_secs(config.nop_interval_seconds as u64));
-        let server = Arc::new(Server::new(build_targets(config)?, limits(config), nop));
+        let (targets, mirrors) = build_targets(config)?;
+        let server = Arc::new(Server::new(targets, limits(config), nop));
         let reactor_config = ReactorConfig {
             buffer_size_bytes: config.buffer_size_bytes,
             buffer_count: config.buffer_count,
@@ -196,6 +234,14 @@ impl Daemon {
                         "a reactor thread died during start-up",
                     )));
                 }
+            }
+        }
+        // Each mirrored volume's node on its own home reactor, round-robin.
+        for (i, p) in mirrors.into_iter().enumerate() {
+            let home = handles[i % handles.len()].clone();
+            if let Err(e) = volumes::start_node(home, config, &p.lun, &p.lu, p.format) {
+                server.begin_shutdown();
+                return Err(lun_error(&p.target, &p.lun, e));
             }
         }
         server.set_reactors(handles);
@@ -262,7 +308,11 @@ fn run_reactor(
     let span = tracing::info_span!("reactor", index);
     let _g = span.enter();
     // Woken by the server, not a timer: an idle reactor sleeps in io_uring_enter until work comes.
-    let result = reactor.block_on(async move { server.drained().await });
+    let result = reactor.block_on(async move {
+        server.drained().await;
+        // The mirrored volumes homed here stop cleanly (their next start resyncs nothing).
+        ringsan_engine::mirror::remote::shutdown_homed(Duration::from_secs(10)).await;
+    });
     if let Err(e) = result {
         tracing::error!(error = %e, "reactor failed");
     }

@@ -74,16 +74,15 @@ impl<T> Future for Blocking<T> {
     }
 }
 
-/// Runs `f` on a helper thread; the returned future resolves on the calling reactor.
-pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Blocking<T> {
-    let shared = Arc::new(Mutex::new(Shared {
-        result: None,
-        waker: None,
-    }));
-    let theirs = shared.clone();
-    let job: Job = Box::new(move || {
-        let value = f();
-        let waker = match theirs.lock() {
+/// The sending half of [`oneshot`]: hands one value to the waiting future, from any thread.
+pub struct Completer<T> {
+    shared: Arc<Mutex<Shared<T>>>,
+}
+
+impl<T> Completer<T> {
+    /// Hands `value` over and wakes the waiter.
+    pub fn complete(self, value: T) {
+        let waker = match self.shared.lock() {
             Ok(mut s) => {
                 s.result = Some(value);
                 s.waker.take()
@@ -93,11 +92,61 @@ pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
         if let Some(w) = waker {
             w.wake();
         }
-    });
+    }
+}
+
+/// A one-value channel between threads: the future resolves with what the completer hands over
+/// (used to carry a result from one reactor back to another).
+pub fn oneshot<T>() -> (Completer<T>, Blocking<T>) {
+    let shared = Arc::new(Mutex::new(Shared {
+        result: None,
+        waker: None,
+    }));
+    (
+        Completer {
+            shared: shared.clone(),
+        },
+        Blocking { shared },
+    )
+}
+
+/// Runs `f` on a helper thread; the returned future resolves on the calling reactor.
+pub fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Blocking<T> {
+    let (done, result) = oneshot();
+    let job: Job = Box::new(move || done.complete(f()));
     if let Ok(sender) = pool().sender.lock() {
         if sender.send(job).is_err() {
             tracing::error!("helper pool is gone");
         }
     }
-    Blocking { shared }
+    result
+}
+
+/// Waits on a thread that is not a reactor (a control-plane thread) for `f`, at most `limit`:
+/// `None` when it did not finish in time (it is dropped then; work it handed to a reactor goes
+/// on there).
+pub fn wait_on_thread<F: Future>(f: F, limit: std::time::Duration) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
 }

@@ -210,6 +210,11 @@ pub fn current_handle() -> RemoteHandle {
     })
 }
 
+/// The id of the reactor running on this thread, if any.
+pub fn current_id() -> Option<usize> {
+    try_with_core(|core| core.remote.id)
+}
+
 /// What a reactor holds right now, for the metrics endpoint. Read on the reactor's own thread
 /// (post [`stats`] there with [`RemoteHandle::run`]); nothing on the data path keeps these
 /// figures, they are counted when asked.

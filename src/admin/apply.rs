@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use crate::admin::pr;
 use crate::admin::protocol::{
     Command, LunInfo, Refusal, Request, Response, SessionInfo, TargetInfo, PROTOCOL_VERSION,
 };
+use crate::admin::{pr, volume};
 use crate::config::{
     derive_uuid, parse_size, valid_iscsi_name, ChapConfig, Config, LunConfig, TargetConfig,
 };
@@ -193,6 +193,42 @@ impl Control {
                 true,
             ),
             Command::ChapClear { target } => (self.chap_clear(&mut next, &target)?, true),
+            Command::VolumeStatus { volume } => (
+                to_value(&volume::status(&self.server, volume.as_deref())?)?,
+                false,
+            ),
+            Command::VolumePromote { volume, force } => (
+                volume::act(&self.server, &volume, volume::Action::Promote { force })?,
+                false,
+            ),
+            Command::VolumeDemote { volume } => (
+                volume::act(&self.server, &volume, volume::Action::Demote)?,
+                false,
+            ),
+            Command::VolumeVerify { volume, resync } => (
+                volume::act(&self.server, &volume, volume::Action::Verify { resync })?,
+                false,
+            ),
+            Command::VolumeResyncFull { volume } => (
+                volume::act(&self.server, &volume, volume::Action::ResyncFull)?,
+                false,
+            ),
+            Command::VolumeDiscardMyData { volume, force } => (
+                volume::act(
+                    &self.server,
+                    &volume,
+                    volume::Action::DiscardMyData { force },
+                )?,
+                false,
+            ),
+            Command::VolumeConnect { volume } => (
+                volume::act(&self.server, &volume, volume::Action::Connect)?,
+                false,
+            ),
+            Command::VolumeAttach { volume } => (
+                volume::act(&self.server, &volume, volume::Action::Attach)?,
+                false,
+            ),
             Command::PortalAdd { address } => (self.portal_add(&mut next, &address)?, true),
             Command::PortalRemove { address } => (self.portal_remove(&mut next, &address)?, true),
         };
@@ -344,6 +380,15 @@ impl Control {
             e.field = Some("iqn".into());
             e
         })?;
+        if t.lun_numbers()
+            .iter()
+            .any(|&n| t.lun(n).is_some_and(|lu| lu.is_mirrored()))
+        {
+            return Err(invalid(
+                "iqn",
+                "the target has mirrored volumes: remove them from the configuration file and restart the daemon",
+            ));
+        }
         let sessions = self.sessions_of(&t.iqn);
         if !sessions.is_empty() && !force {
             return Err(refuse(
@@ -445,6 +490,7 @@ impl Control {
             serial: None,
             uuid: derive_uuid(&tc.iqn, lun),
             write_cache: write_cache.unwrap_or(false),
+            mirror: None,
         };
         let lu = open_lun(&tc, &lc, next).map_err(|e| invalid("path", e.to_string()))?;
         let lu = Arc::new(lu);
@@ -491,6 +537,12 @@ impl Control {
             }
             None => return Err(invalid("size", format!("{size:?} is not a size like 10G"))),
         };
+        if lu.is_mirrored() {
+            return Err(invalid(
+                "lun",
+                "a mirrored volume's size is fixed (both nodes and the metadata agree on it)",
+            ));
+        }
         let current = g.num_blocks * g.block_size as u64;
         if bytes < current && !force {
             return Err(invalid("size", format!("shrinking from {current} to {bytes} bytes cuts data off the end; --force does it")));
@@ -527,8 +579,13 @@ impl Control {
 
     fn lun_delete(&self, next: &mut Config, iqn: &str, lun: u16, force: bool) -> Outcome {
         let t = self.target(iqn)?;
-        if t.lun(lun).is_none() {
-            return Err(not_found("lun", format!("{iqn} has no LUN {lun}")));
+        match t.lun(lun) {
+            None => return Err(not_found("lun", format!("{iqn} has no LUN {lun}"))),
+            Some(lu) if lu.is_mirrored() => return Err(invalid(
+                "lun",
+                "a mirrored volume is removed from the configuration file and the daemon restarted",
+            )),
+            Some(_) => {}
         }
         let sessions = self.sessions_of(&t.iqn);
         if !sessions.is_empty() && !force {
@@ -710,6 +767,14 @@ fn op_name(c: &Command) -> &'static str {
         Command::SessionList => "session-list",
         Command::PrShow { .. } => "pr-show",
         Command::PrClear { .. } => "pr-clear",
+        Command::VolumeStatus { .. } => "volume-status",
+        Command::VolumePromote { .. } => "volume-promote",
+        Command::VolumeDemote { .. } => "volume-demote",
+        Command::VolumeVerify { .. } => "volume-verify",
+        Command::VolumeResyncFull { .. } => "volume-resync-full",
+        Command::VolumeDiscardMyData { .. } => "volume-discard-my-data",
+        Command::VolumeConnect { .. } => "volume-connect",
+        Command::VolumeAttach { .. } => "volume-attach",
     }
 }
 

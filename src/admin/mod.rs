@@ -8,3 +8,4 @@ pub mod format;
 pub mod pr;
 pub mod protocol;
 pub mod server;
+pub mod volume;

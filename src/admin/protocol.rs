@@ -158,6 +158,115 @@ pub enum Command {
         /// Required: this removes fencing that a cluster may rely on.
         force: bool,
     },
+    /// The replication status of every mirrored volume, or of one.
+    VolumeStatus {
+        /// `IQN/LUN`; every volume when absent.
+        volume: Option<String>,
+    },
+    /// Makes this node Primary for a volume (it serves the LUN).
+    VolumePromote {
+        /// `IQN/LUN`.
+        volume: String,
+        /// Take this copy as UpToDate whatever its state (it becomes the sync source).
+        force: bool,
+    },
+    /// Makes this node Secondary for a volume (it stops serving the LUN).
+    VolumeDemote {
+        /// `IQN/LUN`.
+        volume: String,
+    },
+    /// Compares both copies by checksums; with `resync`, copies what differs from the Primary.
+    VolumeVerify {
+        /// `IQN/LUN`.
+        volume: String,
+        /// Resync the differing blocks.
+        resync: bool,
+    },
+    /// Copies every block again, from the Primary to the peer.
+    VolumeResyncFull {
+        /// `IQN/LUN`.
+        volume: String,
+    },
+    /// Split brain: gives up this node's changes and takes the peer's copy.
+    VolumeDiscardMyData {
+        /// `IQN/LUN`.
+        volume: String,
+        /// Required: this node's writes since the split are lost.
+        force: bool,
+    },
+    /// Leaves StandAlone and connects to the peer again.
+    VolumeConnect {
+        /// `IQN/LUN`.
+        volume: String,
+    },
+    /// Takes a replaced local disk back after a detach (it is fully synced from the peer).
+    VolumeAttach {
+        /// `IQN/LUN`.
+        volume: String,
+    },
+}
+
+/// A mirrored volume's replication state, as `volume status --json` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// `IQN/LUN`.
+    pub name: String,
+    /// This node's role: Primary or Secondary.
+    pub role: String,
+    /// This copy's state: UpToDate, Inconsistent, Outdated, Diskless.
+    pub disk: String,
+    /// The link: StandAlone, Connecting, Connected, SyncSource, SyncTarget.
+    pub connection: String,
+    /// The peer's role, when connected.
+    pub peer_role: Option<String>,
+    /// The peer's copy's state, when connected.
+    pub peer_disk: Option<String>,
+    /// Bytes marked out of sync.
+    pub out_of_sync_bytes: u64,
+    /// The last connect found split brain (the volume stays StandAlone until resolved).
+    pub split_brain: bool,
+    /// The resync under way.
+    pub resync: Option<ResyncInfo>,
+    /// The online verify under way.
+    pub verify: Option<VerifyInfo>,
+    /// Bytes written here as a resync target, since the daemon started.
+    pub resync_received_bytes: u64,
+    /// Bytes read here as a resync source, since the daemon started.
+    pub resync_sent_bytes: u64,
+    /// Resyncs that ended.
+    pub resyncs_done: u64,
+    /// Bytes the last verify found different (all verifies since start).
+    pub verify_differing_bytes: u64,
+    /// Verifies that ended.
+    pub verifies_done: u64,
+    /// Generation identifiers: current, bitmap, history (hex).
+    pub generations: Vec<String>,
+    /// The status as `drbdadm status` would print it.
+    pub text: String,
+}
+
+/// A resync's progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncInfo {
+    /// Bytes to copy.
+    pub total_bytes: u64,
+    /// Bytes copied.
+    pub done_bytes: u64,
+    /// Bytes per second.
+    pub bytes_per_s: u64,
+    /// Seconds left, when known.
+    pub eta_s: Option<u64>,
+}
+
+/// A verify's progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyInfo {
+    /// Bytes compared.
+    pub checked_bytes: u64,
+    /// Volume size.
+    pub total_bytes: u64,
+    /// Bytes found different.
+    pub differing_bytes: u64,
 }
 
 /// A refusal: which field is wrong and why.

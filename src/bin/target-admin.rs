@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use ringsan::admin::client::{self, ClientError};
 use ringsan::admin::format;
 use ringsan::admin::protocol::{
-    Command, LunInfo, PrInfo, Refusal, Response, SessionInfo, TargetInfo, DEFAULT_SOCKET,
+    Command, LunInfo, PrInfo, Refusal, Response, SessionInfo, TargetInfo, VolumeInfo,
+    DEFAULT_SOCKET,
 };
 
 /// Environment variable naming the control socket when `--socket` is not given.
@@ -102,6 +103,12 @@ enum Top {
     Pr {
         #[command(subcommand)]
         command: PrCmd,
+    },
+    /// Mirrored volumes: replication status (like drbdadm status), roles, verify, resync,
+    /// split-brain resolution. A volume is named IQN/LUN
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCmd,
     },
     /// Shell completions and man pages (needs no daemon)
     Generate {
@@ -237,6 +244,66 @@ enum PrCmd {
         /// Required: this removes fencing a cluster may rely on
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VolumeCmd {
+    /// Role, disk state, connection, peer, out-of-sync bytes, resync progress and ETA of every
+    /// mirrored volume (or of one)
+    Status {
+        /// IQN/LUN; every volume when absent
+        volume: Option<String>,
+    },
+    /// Make this node Primary: it serves the LUN (refused while the peer is Primary, or when
+    /// this copy is not UpToDate unless --force)
+    Promote {
+        /// IQN/LUN
+        volume: String,
+        /// Take this copy as UpToDate whatever its state: it becomes the sync source (for a new
+        /// volume over existing data, or after the peer was lost for good)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make this node Secondary: it stops serving the LUN (NOT READY, unavailable)
+    Demote {
+        /// IQN/LUN
+        volume: String,
+    },
+    /// Compare both copies by checksums (on the Primary); progress and differing bytes show
+    /// in `volume status`
+    Verify {
+        /// IQN/LUN
+        volume: String,
+        /// Copy the differing blocks from the Primary afterwards
+        #[arg(long)]
+        resync: bool,
+    },
+    /// Copy every block again from the Primary (--full is required)
+    Resync {
+        /// IQN/LUN
+        volume: String,
+        /// Every block, not only the marked ones
+        #[arg(long, required = true)]
+        full: bool,
+    },
+    /// Split brain: give up this node's changes and become the sync target of the peer
+    DiscardMyData {
+        /// IQN/LUN
+        volume: String,
+        /// Required: the writes made here since the split are lost
+        #[arg(long)]
+        force: bool,
+    },
+    /// Leave StandAlone and connect to the peer again
+    Connect {
+        /// IQN/LUN
+        volume: String,
+    },
+    /// Take a replaced local disk back after a detach (synced in full from the peer)
+    Attach {
+        /// IQN/LUN
+        volume: String,
     },
 }
 
@@ -409,6 +476,7 @@ enum Shape {
     Lun(String),
     LunShow,
     Pr,
+    Volumes(Option<String>),
     Names(&'static str, &'static str),
     Sessions,
     Cut(String),
@@ -517,6 +585,7 @@ fn request(top: Top, secrets: &mut Vec<String>) -> anyhow::Result<(Command, Shap
                 "cleared the persistent reservations of LUN {lun} of {target}"
             )),
         ),
+        Top::Volume { command } => volume_request(command),
         Top::Generate { .. } => anyhow::bail!("generate needs no daemon"),
     })
 }
@@ -677,6 +746,64 @@ fn portal_request(c: PortalCmd) -> (Command, Shape) {
     }
 }
 
+fn volume_request(c: VolumeCmd) -> (Command, Shape) {
+    let done = |what: String| Shape::Volumes(Some(what));
+    match c {
+        VolumeCmd::Status { volume } => (Command::VolumeStatus { volume }, Shape::Volumes(None)),
+        VolumeCmd::Promote { volume, force } => (
+            Command::VolumePromote {
+                volume: volume.clone(),
+                force,
+            },
+            done(format!("{volume}: Primary")),
+        ),
+        VolumeCmd::Demote { volume } => (
+            Command::VolumeDemote {
+                volume: volume.clone(),
+            },
+            done(format!("{volume}: Secondary")),
+        ),
+        VolumeCmd::Verify { volume, resync } => (
+            Command::VolumeVerify {
+                volume: volume.clone(),
+                resync,
+            },
+            done(format!(
+                "{volume}: verify started (progress in `volume status`)"
+            )),
+        ),
+        VolumeCmd::Resync { volume, .. } => (
+            Command::VolumeResyncFull {
+                volume: volume.clone(),
+            },
+            done(format!("{volume}: full resync started")),
+        ),
+        VolumeCmd::DiscardMyData { volume, force } => (
+            Command::VolumeDiscardMyData {
+                volume: volume.clone(),
+                force,
+            },
+            done(format!(
+                "{volume}: this copy's changes discarded; syncing from the peer"
+            )),
+        ),
+        VolumeCmd::Connect { volume } => (
+            Command::VolumeConnect {
+                volume: volume.clone(),
+            },
+            done(format!("{volume}: connecting")),
+        ),
+        VolumeCmd::Attach { volume } => (
+            Command::VolumeAttach {
+                volume: volume.clone(),
+            },
+            done(format!(
+                "{volume}: disk attached (Inconsistent until synced)"
+            )),
+        ),
+    }
+}
+
 /// A secret given inline or in a file (without its trailing newline). clap guarantees one of
 /// the two at most.
 fn secret_value(inline: Option<String>, file: Option<&Path>, flag: &str) -> anyhow::Result<String> {
@@ -703,6 +830,17 @@ fn human(data: &Value, shape: Shape) -> Result<String, String> {
         Shape::Luns => format::luns(&parse::<Vec<LunInfo>>(data)?),
         Shape::LunShow => format::lun(&parse::<LunInfo>(data)?),
         Shape::Pr => format::pr(&parse::<PrInfo>(data)?),
+        Shape::Volumes(done) => {
+            let list = parse::<Vec<VolumeInfo>>(data)?;
+            let mut out = done.map(|d| format!("{d}\n")).unwrap_or_default();
+            if list.is_empty() {
+                out.push_str("no mirrored volumes\n");
+            }
+            for v in list {
+                out.push_str(&v.text);
+            }
+            out
+        }
         Shape::Sessions => format::sessions(&parse::<Vec<SessionInfo>>(data)?),
         Shape::Names(header, empty) => format::names(header, &parse::<Vec<String>>(data)?, empty),
         Shape::Target(done) => match data {

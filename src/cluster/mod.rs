@@ -1,2 +1,5 @@
-//! The peer link between the two storage nodes: PR operations, unit attentions, LUN configuration
-//! and membership. Empty until the mirroring issue; kept so the layout is fixed.
+//! The two storage nodes together: [`volumes`] runs the mirrored volumes (their metadata, their
+//! mirror nodes on the reactors). Still to come: the peer link for PR operations, unit attentions,
+//! LUN configuration and membership (the active-active issue).
+
+pub mod volumes;

@@ -19,6 +19,7 @@ use ringsan_engine::volume::{CompareOutcome, Durability};
 
 use crate::scsi::cdb::{decode, Command};
 use crate::scsi::lun::LogicalUnit;
+use crate::scsi::mirrored;
 use crate::scsi::nexus::Nexus;
 use crate::scsi::pr::{self, Registrant};
 use crate::scsi::sense::{Asc, CommandError, ScsiStatus, Sense, SenseKey};
@@ -165,8 +166,12 @@ async fn execute_on<T: DataTransfer>(
     let opcode = cdb.first().copied().unwrap_or(0);
     unit_attention_gate(lu, ctx.nexus, opcode)?;
     offline_gate(lu, opcode)?;
+    mirrored::availability_gate(lu, opcode)?;
     let geom = lu.geometry();
     let command = decode(cdb, &geom)?;
+    if lu.is_mirrored() {
+        mirrored::refuse_unreplicated(&command)?;
+    }
     lu.with_reservations(|s| pr::check_access(s, ctx.nexus, cdb))?;
     mode::write_protect_check(&command, &lu.mode())?;
     match command {
@@ -343,8 +348,14 @@ async fn run<T: DataTransfer>(
         }
         Command::ReportTargetPortGroups { alloc_len } => {
             let id = lu.identity();
-            let data =
-                alua::report_target_port_groups(id.target_port_group, &[id.relative_port_id]);
+            let mut group =
+                alua::TargetPortGroup::active(id.target_port_group, vec![id.relative_port_id]);
+            if mirrored::availability_gate(lu, opcodes::TEST_UNIT_READY).is_err() {
+                // A mirrored unit whose node is not Primary: ALUA Unavailable.
+                group.state = alua::AluaState::Unavailable;
+                group.status_code = 2;
+            }
+            let data = alua::report_target_port_groups_ext(&[group], false, 0);
             send_small(xfer, data, alloc_len as usize).await
         }
         Command::Read { lba, blocks, .. } => read(lu, xfer, lba, blocks).await,
@@ -369,6 +380,9 @@ async fn run<T: DataTransfer>(
             ..
         } => write_same(lu, xfer, lba, blocks, unmap, ndob).await,
         Command::Unmap { param_len, .. } => unmap_command(lu, xfer, param_len as usize).await,
+        Command::SynchronizeCache { .. } if lu.is_mirrored() => {
+            mirrored::flush(mirrored::handle(lu)?).await
+        }
         Command::SynchronizeCache { .. } => {
             lu.volume().flush().await.map_err(|e| io_failed(&e, true))
         }
@@ -491,8 +505,7 @@ async fn read<T: DataTransfer>(lu: &LogicalUnit, xfer: &mut T, lba: u64, blocks:
     while done < total {
         let len = (total - done).min(chunk as u64) as usize;
         let buf = xfer.buffer().await;
-        let (result, mut buf) = lu.volume().read(buf, 0, len, lba * bs + done).await;
-        result.map_err(|e| io_failed(&e, false))?;
+        let mut buf = read_blocks(lu, buf, len, lba * bs + done).await?;
         buf.set_len(len);
         done += len as u64;
         xfer.send(buf, len, done == total)
@@ -518,8 +531,7 @@ async fn write<T: DataTransfer>(
     while done < wanted {
         let len = (wanted - done).min(chunk as u64) as usize;
         let buf = xfer.receive(len).await.map_err(transfer_failed)?;
-        let (result, _buf) = lu.volume().write(buf, 0, len, lba * bs + done, how).await;
-        result.map_err(|e| io_failed(&e, true))?;
+        write_blocks(lu, buf, len, lba * bs + done, how).await?;
         done += len as u64;
     }
     Ok(())
@@ -555,8 +567,7 @@ async fn verify<T: DataTransfer>(
             None => Some(xfer.receive(len).await.map_err(transfer_failed)?),
         };
         let disk = xfer.buffer().await;
-        let (result, mut disk) = lu.volume().read(disk, 0, len, lba * bs as u64 + done).await;
-        result.map_err(|e| io_failed(&e, false))?;
+        let mut disk = read_blocks(lu, disk, len, lba * bs as u64 + done).await?;
         disk.set_len(len);
         let mismatch = match (&expected, &pattern) {
             (Some(e), _) => first_mismatch(e.as_slice(), disk.as_slice()),
@@ -666,6 +677,9 @@ async fn write_same<T: DataTransfer>(
     let offset = lba * bs as u64;
     let len = blocks * bs as u64;
     let how = durability(lu, false);
+    if lu.is_mirrored() {
+        return write_same_mirrored(lu, xfer, pattern, offset, len, how).await;
+    }
     if zeroes {
         return lu
             .volume()
@@ -691,6 +705,71 @@ async fn write_same<T: DataTransfer>(
         done += n as u64;
     }
     Ok(())
+}
+
+/// WRITE SAME on a mirrored unit: ordinary mirrored writes of the pattern (or zeroes), a fresh
+/// buffer per chunk (a mirrored write hands its buffer to both copies).
+async fn write_same_mirrored<T: DataTransfer>(
+    lu: &LogicalUnit,
+    xfer: &mut T,
+    pattern: Option<Buf>,
+    offset: u64,
+    len: u64,
+    how: Durability,
+) -> Exec {
+    let m = mirrored::handle(lu)?;
+    let mut done = 0u64;
+    while done < len {
+        let mut fill = xfer.buffer().await;
+        let bs = lu.geometry().block_size as usize;
+        let per = (fill.capacity() / bs).max(1) * bs;
+        let n = (len - done).min(per as u64) as usize;
+        let area = &mut fill.spare_mut()[..n];
+        match &pattern {
+            Some(p) => {
+                for blk in area.chunks_mut(bs) {
+                    blk.copy_from_slice(p.as_slice().get(..blk.len()).unwrap_or(&[]));
+                }
+            }
+            None => area.fill(0),
+        }
+        mirrored::write(m, fill, n, offset + done, how == Durability::Stable).await?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes at `offset` into `buf`, from the mirror on a mirrored unit.
+async fn read_blocks(
+    lu: &LogicalUnit,
+    buf: Buf,
+    len: usize,
+    offset: u64,
+) -> Result<Buf, CommandError> {
+    if lu.is_mirrored() {
+        let m = mirrored::handle(lu)?;
+        let (r, buf) = mirrored::read(m, buf, len, offset).await;
+        return r.map(|()| buf);
+    }
+    let (result, buf) = lu.volume().read(buf, 0, len, offset).await;
+    result.map_err(|e| io_failed(&e, false))?;
+    Ok(buf)
+}
+
+/// Writes `buf[..len]` at `offset`, through the mirror on a mirrored unit.
+async fn write_blocks(
+    lu: &LogicalUnit,
+    buf: Buf,
+    len: usize,
+    offset: u64,
+    how: Durability,
+) -> Exec {
+    if lu.is_mirrored() {
+        let m = mirrored::handle(lu)?;
+        return mirrored::write(m, buf, len, offset, how == Durability::Stable).await;
+    }
+    let (result, _buf) = lu.volume().write(buf, 0, len, offset, how).await;
+    result.map_err(|e| io_failed(&e, true))
 }
 
 async fn unmap_command<T: DataTransfer>(lu: &LogicalUnit, xfer: &mut T, param_len: usize) -> Exec {

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
+use ringsan_engine::mirror::remote::MirrorHandle;
 use ringsan_engine::range_lock::RangeLocks;
 use ringsan_engine::volume::Volume;
 
@@ -41,6 +42,11 @@ pub struct LogicalUnit {
     offline_reason: Mutex<Option<String>>,
     /// Commands, bytes, latency and errors, recorded by the reactors without a lock.
     metrics: LunMetrics,
+    /// The unit is a mirrored volume: its data goes through [`LogicalUnit::mirror`].
+    mirrored: bool,
+    /// The mirrored volume's node, once it runs (the daemon starts it on a reactor after the
+    /// unit is built; until then the unit is unavailable).
+    mirror: OnceLock<MirrorHandle>,
 }
 
 impl LogicalUnit {
@@ -66,6 +72,31 @@ impl LogicalUnit {
             offline: AtomicBool::new(false),
             offline_reason: Mutex::new(None),
             metrics: LunMetrics::default(),
+            mirrored: false,
+            mirror: OnceLock::new(),
+        }
+    }
+
+    /// Marks the unit as a mirrored volume (unavailable until [`LogicalUnit::set_mirror`]).
+    pub fn mirrored(mut self) -> LogicalUnit {
+        self.mirrored = true;
+        self
+    }
+
+    /// Whether the unit is a mirrored volume.
+    pub fn is_mirrored(&self) -> bool {
+        self.mirrored
+    }
+
+    /// The mirrored volume's node, once it runs.
+    pub fn mirror(&self) -> Option<&MirrorHandle> {
+        self.mirror.get()
+    }
+
+    /// Hands the unit its running mirror node (once; a second call is ignored).
+    pub fn set_mirror(&self, handle: MirrorHandle) {
+        if self.mirror.set(handle).is_err() {
+            tracing::warn!(lun = self.number, "mirror node set twice; the first stays");
         }
     }
 

@@ -16,6 +16,7 @@ pub mod geometry;
 pub mod inquiry;
 pub mod lba_status;
 pub mod lun;
+pub mod mirrored;
 pub mod mode;
 pub mod nexus;
 pub mod opcodes;

@@ -27,6 +27,7 @@ pub mod gi;
 pub mod meta;
 pub mod msg;
 pub mod node;
+pub mod remote;
 pub mod replica;
 pub mod status;
 pub mod store;

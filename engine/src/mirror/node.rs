@@ -329,6 +329,25 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         self.request(|id| Input::Demote { id }).await.map(|_| ())
     }
 
+    /// Copies every block again (see [`Input::ResyncFull`]).
+    pub async fn resync_full(&self) -> Result<(), Failure> {
+        self.request(|id| Input::ResyncFull { id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Leaves StandAlone and connects again (see [`Input::Connect`]).
+    pub async fn connect(&self) -> Result<(), Failure> {
+        self.request(|id| Input::Connect { id }).await.map(|_| ())
+    }
+
+    /// In a split brain, gives up this copy's changes (see [`Input::DiscardMyData`]).
+    pub async fn discard_my_data(&self) -> Result<(), Failure> {
+        self.request(|id| Input::DiscardMyData { id })
+            .await
+            .map(|_| ())
+    }
+
     async fn request(
         &self,
         make: impl FnOnce(u64) -> Input<Payload>,

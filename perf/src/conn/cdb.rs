@@ -113,6 +113,13 @@ impl Sense {
         self.key == sense_key::UNIT_ATTENTION
             || (self.key == sense_key::NOT_READY && self.asc == 0x04 && self.ascq == 0x01)
     }
+
+    /// The path cannot serve the LUN now (NOT READY, LOGICAL UNIT NOT ACCESSIBLE: ASYMMETRIC
+    /// ACCESS STATE TRANSITION 04h/0Ah, TARGET PORT IN STANDBY 04h/0Bh or UNAVAILABLE 04h/0Ch):
+    /// dm-multipath fails the path over and retries the command elsewhere.
+    pub fn is_path_unavailable(&self) -> bool {
+        self.key == sense_key::NOT_READY && self.asc == 0x04 && matches!(self.ascq, 0x0A..=0x0C)
+    }
 }
 
 impl std::fmt::Display for Sense {
@@ -169,6 +176,21 @@ mod tests {
         assert!(parse_read_capacity16(&data[..10]).is_none());
         data[8..12].copy_from_slice(&0u32.to_be_bytes());
         assert!(parse_read_capacity16(&data).is_none(), "block length 0");
+    }
+
+    #[test]
+    fn unavailable_and_standby_paths_fail_over_but_becoming_ready_waits() {
+        let s = |ascq| Sense {
+            key: 2,
+            asc: 4,
+            ascq,
+        };
+        for ascq in [0x0A, 0x0B, 0x0C] {
+            assert!(s(ascq).is_path_unavailable());
+            assert!(!s(ascq).is_transient());
+        }
+        assert!(!s(0x01).is_path_unavailable());
+        assert!(!s(0x03).is_path_unavailable());
     }
 
     #[test]

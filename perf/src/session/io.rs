@@ -45,6 +45,8 @@ pub struct IoState {
     pub recorder: Recorder,
     pub errors: ErrorLog,
     clock: RunClock,
+    /// A command found the path unavailable (NOT READY 04h/0Ah-0Ch): fail it over.
+    pub path_failed: Option<String>,
 }
 
 impl IoState {
@@ -93,6 +95,7 @@ impl IoState {
             recorder: Recorder::new(spec.id, clock, reports, w.rate_iops.is_some()),
             errors: ErrorLog::default(),
             clock,
+            path_failed: None,
         }
     }
 
@@ -315,6 +318,24 @@ impl IoState {
         if transient && self.slots.get(i).resends < MAX_RESENDS {
             self.errors.retries += 1;
             self.slots.requeue(i);
+            return;
+        }
+        if st == status::CHECK_CONDITION && sense.is_some_and(|s| s.is_path_unavailable()) {
+            // As dm-multipath: the path is failed, the command retried on the next one. A write
+            // refused so may have reached one copy: in doubt.
+            let slot = self.slots.get(i);
+            if let (Op::Write, Some(v)) = (slot.op, &mut self.verify) {
+                v.write_in_doubt(slot.chunk, slot.seq);
+            }
+            let what = format!(
+                "{} LBA {}: the path is unavailable{}",
+                slot.op.name(),
+                slot.lba,
+                sense.map(|s| format!(" ({s})")).unwrap_or_default()
+            );
+            self.errors.retries += 1;
+            self.slots.requeue(i);
+            self.path_failed.get_or_insert(what);
             return;
         }
         if st != status::GOOD {

@@ -306,6 +306,12 @@ impl Worker {
             }
         }
         conn.flush()?;
+        if let Some(what) = self.io.path_failed.take() {
+            return Err(ConnError::Scsi {
+                portal: conn.link.portal.clone(),
+                what,
+            });
+        }
         Ok(true)
     }
 

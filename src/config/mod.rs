@@ -3,6 +3,10 @@
 //! A config error names the file, the line and the field, and nothing is started. Validation is
 //! complete before anything is opened, so a bad file changes nothing.
 
+mod mirror;
+
+pub use mirror::{LunMirror, MirrorConfig, MIN_SECRET_LEN};
+
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,6 +66,7 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     daemon: RawDaemon,
+    mirror: Option<mirror::RawMirror>,
     #[serde(default, rename = "target")]
     targets: Vec<RawTarget>,
 }
@@ -113,11 +118,13 @@ struct RawLun {
     serial: Option<Spanned<String>>,
     uuid: Option<Spanned<String>>,
     write_cache: Option<bool>,
+    mirror_port: Option<Spanned<u32>>,
+    meta_path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
-enum SizeValue {
+pub(crate) enum SizeValue {
     Bytes(u64),
     Text(String),
 }
@@ -161,6 +168,8 @@ pub struct LunConfig {
     pub uuid: [u8; 16],
     /// Initial WCE (write cache enabled); false by default: every write is durable on completion.
     pub write_cache: bool,
+    /// Set for a mirrored volume: its link port and metadata file.
+    pub mirror: Option<LunMirror>,
 }
 
 /// One target.
@@ -204,6 +213,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Where the Prometheus metrics are served over HTTP (`GET /metrics`); `None`: nowhere.
     pub metrics_address: Option<SocketAddr>,
+    /// The mirror link (`[mirror]`), when this node mirrors volumes with a peer.
+    pub mirror: Option<MirrorConfig>,
     /// Targets.
     pub targets: Vec<TargetConfig>,
 }
@@ -239,8 +250,10 @@ impl Config {
                     serial: None,
                     uuid: derive_uuid(DEMO_IQN, 0),
                     write_cache: false,
+                    mirror: None,
                 }],
             }],
+            mirror: None,
         }
     }
 
@@ -448,9 +461,13 @@ impl Validator<'_> {
             Some(n) => *n.get_ref(),
             None => DEFAULT_NOP_INTERVAL_SECONDS,
         };
+        let mirror = match raw.mirror {
+            Some(m) => Some(self.mirror(m)?),
+            None => None,
+        };
         let mut targets: Vec<TargetConfig> = Vec::new();
         for (i, t) in raw.targets.into_iter().enumerate() {
-            let target = self.target(i, t, &data_dir)?;
+            let target = self.target(i, t, &data_dir, mirror.as_ref())?;
             targets.push(target);
         }
         self.check_unique_targets(&targets)?;
@@ -464,6 +481,7 @@ impl Validator<'_> {
             nop_interval_seconds,
             control_socket,
             metrics_address,
+            mirror,
             targets,
         })
     }
@@ -522,7 +540,13 @@ impl Validator<'_> {
         }
     }
 
-    fn target(&self, i: usize, t: RawTarget, data_dir: &Path) -> Result<TargetConfig, ConfigError> {
+    fn target(
+        &self,
+        i: usize,
+        t: RawTarget,
+        data_dir: &Path,
+        mirror: Option<&MirrorConfig>,
+    ) -> Result<TargetConfig, ConfigError> {
         let field = |f: &str| format!("target[{i}].{f}");
         if !valid_iscsi_name(t.iqn.get_ref()) {
             return self.err(t.iqn.span(), field("iqn"), "not a valid iSCSI name (iqn.YYYY-MM.reversed.domain[:name], eui.<16 hex>, naa.<16 or 32 hex>)");
@@ -569,7 +593,7 @@ impl Validator<'_> {
         }
         let mut luns: Vec<LunConfig> = Vec::new();
         for (k, l) in t.luns.into_iter().enumerate() {
-            let lun = self.lun(&field(&format!("lun[{k}]")), &iqn, l, data_dir)?;
+            let lun = self.lun(&field(&format!("lun[{k}]")), &iqn, l, data_dir, mirror)?;
             if luns.iter().any(|o| o.lun == lun.lun) {
                 return self.err(
                     0..0,
@@ -617,6 +641,7 @@ impl Validator<'_> {
         iqn: &str,
         l: RawLun,
         data_dir: &Path,
+        mirror: Option<&MirrorConfig>,
     ) -> Result<LunConfig, ConfigError> {
         let number = *l.lun.get_ref();
         if number > 16383 {
@@ -700,6 +725,14 @@ impl Validator<'_> {
                 data_dir.join(p)
             }
         };
+        let lun_mirror = self.lun_mirror(
+            field,
+            l.mirror_port.as_ref(),
+            l.meta_path.as_ref(),
+            &path,
+            size_bytes.is_some(),
+            mirror,
+        )?;
         Ok(LunConfig {
             lun: number as u16,
             path,
@@ -709,6 +742,7 @@ impl Validator<'_> {
             serial: l.serial.map(|s| s.into_inner()),
             uuid,
             write_cache: l.write_cache.unwrap_or(false),
+            mirror: lun_mirror,
         })
     }
 }
@@ -718,7 +752,21 @@ impl Validator<'_> {
 #[derive(serde::Serialize)]
 struct OutConfig<'a> {
     daemon: OutDaemon<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<OutMirror<'a>>,
     target: Vec<OutTarget<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OutMirror<'a> {
+    node_id: u32,
+    peer_id: u32,
+    address: String,
+    peer_address: String,
+    secret: &'a str,
+    private_cable: bool,
+    resync_rate: u64,
+    link_timeout_ms: u32,
 }
 
 #[derive(serde::Serialize)]
@@ -770,6 +818,10 @@ struct OutLun {
     serial: Option<String>,
     uuid: String,
     write_cache: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta_path: Option<String>,
 }
 
 /// `path` made absolute against the current folder: a written file is read back from its own
@@ -803,6 +855,16 @@ impl Config {
                     .map_or_else(|| "off".to_string(), |a| a.to_string()),
                 _marker: std::marker::PhantomData,
             },
+            mirror: self.mirror.as_ref().map(|m| OutMirror {
+                node_id: m.node_id,
+                peer_id: m.peer_id,
+                address: m.address.to_string(),
+                peer_address: m.peer_address.to_string(),
+                secret: &m.secret,
+                private_cable: m.private_cable,
+                resync_rate: m.resync_rate_bytes_per_s,
+                link_timeout_ms: m.link_timeout_ms,
+            }),
             target: self
                 .targets
                 .iter()
@@ -831,6 +893,8 @@ impl Config {
                             serial: l.serial.clone(),
                             uuid: uuid::Uuid::from_bytes(l.uuid).to_string(),
                             write_cache: l.write_cache,
+                            mirror_port: l.mirror.as_ref().map(|m| m.port),
+                            meta_path: l.mirror.as_ref().map(|m| absolute(&m.meta_path)),
                         })
                         .collect(),
                 })

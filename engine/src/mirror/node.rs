@@ -109,6 +109,11 @@ struct Inner<D: Disk, M: Disk> {
     next_id: Cell<u64>,
     outbox: RefCell<VecDeque<Msg<Payload>>>,
     outbox_waker: RefCell<Option<Waker>>,
+    /// Metadata writes not yet started, in the order the core issued them: they go to the
+    /// store one at a time, so a newer copy of a bitmap page never lands before an older one.
+    meta_queue: RefCell<VecDeque<(u64, MetaWrite)>>,
+    /// A task is writing the queue out.
+    meta_writing: Cell<bool>,
     link: RefCell<Option<Link>>,
     stopped: Cell<bool>,
     /// The clock the core's ticks count from.
@@ -182,6 +187,8 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 next_id: Cell::new(1),
                 outbox: RefCell::new(VecDeque::new()),
                 outbox_waker: RefCell::new(None),
+                meta_queue: RefCell::new(VecDeque::new()),
+                meta_writing: Cell::new(false),
                 link: RefCell::new(None),
                 stopped: Cell::new(false),
                 epoch: std::time::Instant::now(),
@@ -348,6 +355,39 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
             .map(|_| ())
     }
 
+    /// Writes the queued metadata in order, each after the data flush it asks for.
+    async fn write_meta_queue(&self) {
+        loop {
+            let next = self.inner.meta_queue.borrow_mut().pop_front();
+            let Some((token, what)) = next else {
+                self.inner.meta_writing.set(false);
+                return;
+            };
+            if let MetaWrite::Al {
+                flush_data_first: true,
+                ..
+            } = &what
+            {
+                if let Err(e) = self.inner.data.flush().await {
+                    // Without the flush the transaction must not land.
+                    tracing::error!(error = %e, "mirror: data flush before an activity-log transaction failed");
+                    self.inner.meta_writing.set(false);
+                    self.fail_node("the data disk failed a flush");
+                    return;
+                }
+            }
+            match self.inner.meta.write(&what, &self.inner.layout).await {
+                Ok(()) => self.feed(Input::MetaWritten { token }),
+                Err(e) => {
+                    tracing::error!(error = %e, "mirror: metadata write failed");
+                    self.inner.meta_writing.set(false);
+                    self.fail_node("the metadata store failed a write");
+                    return;
+                }
+            }
+        }
+    }
+
     async fn request(
         &self,
         make: impl FnOnce(u64) -> Input<Payload>,
@@ -491,28 +531,12 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                     });
                 }
                 Action::WriteMeta { token, what } => {
-                    let node = self.clone();
-                    crate::spawn(async move {
-                        if let MetaWrite::Al {
-                            flush_data_first: true,
-                            ..
-                        } = &what
-                        {
-                            if let Err(e) = node.inner.data.flush().await {
-                                // Without the flush the transaction must not land.
-                                tracing::error!(error = %e, "mirror: data flush before an activity-log transaction failed");
-                                node.fail_node("the data disk failed a flush");
-                                return;
-                            }
-                        }
-                        match node.inner.meta.write(&what, &node.inner.layout).await {
-                            Ok(()) => node.feed(Input::MetaWritten { token }),
-                            Err(e) => {
-                                tracing::error!(error = %e, "mirror: metadata write failed");
-                                node.fail_node("the metadata store failed a write");
-                            }
-                        }
-                    });
+                    self.inner.meta_queue.borrow_mut().push_back((token, what));
+                    if !self.inner.meta_writing.get() {
+                        self.inner.meta_writing.set(true);
+                        let node = self.clone();
+                        crate::spawn(async move { node.write_meta_queue().await });
+                    }
                 }
                 Action::Send(msg) => {
                     self.inner.outbox.borrow_mut().push_back(msg);

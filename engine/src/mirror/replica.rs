@@ -29,6 +29,10 @@ use crate::mirror::msg::{ConnState, Hello, Msg, Role};
 /// Primary's own window and the resync window are far below it).
 const MAX_WAITING: usize = 4096;
 
+/// A resync target writes the bitmap pages it cleared every this many bytes (see
+/// `note_resync_progress`).
+const RESYNC_SAVE_BYTES: u64 = 4 << 20;
+
 /// What configures one replica.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -506,6 +510,11 @@ pub struct Replica<P> {
     /// Pages written to disk with marks in them: rewritten when a resync ends, so marks it
     /// cleared do not come back after a later crash.
     disk_marked: std::collections::BTreeSet<usize>,
+    /// On a resync target: pages with marks cleared by the resync since they were last written,
+    /// and the bytes cleared since then (written every [`RESYNC_SAVE_BYTES`], so a target that
+    /// crashes resumes near where it stopped instead of from the start).
+    resync_cleared_pages: std::collections::BTreeSet<usize>,
+    resync_unsaved_bytes: u64,
     /// The activity log's extents found at start-up, emptied once marked (see `open`).
     al_at_open: Vec<u32>,
     /// No write takes activity-log extents until those of start-up are marked on disk: a new
@@ -633,6 +642,8 @@ impl<P: Clone> Replica<P> {
             barrier_cached: HashMap::new(),
             peer_cache_lost: false,
             disk_marked: std::collections::BTreeSet::new(),
+            resync_cleared_pages: std::collections::BTreeSet::new(),
+            resync_unsaved_bytes: 0,
             al_at_open,
             al_ready,
             shutdown: None,
@@ -942,6 +953,34 @@ impl<P: Clone> Replica<P> {
             return;
         }
         let pages = stale.into_iter().map(|i| (i, self.page(i))).collect();
+        self.meta(
+            MetaWrite::Bitmap(pages),
+            MetaKind::Pages {
+                then_start_target: None,
+            },
+            out,
+        );
+    }
+
+    /// A resync write of `[offset, offset+len)` is stable here and its marks cleared in memory:
+    /// every [`RESYNC_SAVE_BYTES`] the pages so cleared are written (the data under them is
+    /// stable, resync writes being durable, so the cleared marks may land). Marks only ever
+    /// clear on a target during its resync, and page writes land in the order issued, so an
+    /// older copy never overwrites a newer one.
+    fn note_resync_progress(&mut self, offset: u64, len: u64, out: &mut Vec<Action<P>>) {
+        let last = offset + len.max(1) - 1;
+        for p in self.bitmap.page_of(offset)..=self.bitmap.page_of(last) {
+            self.resync_cleared_pages.insert(p);
+        }
+        self.resync_unsaved_bytes += len;
+        if self.resync_unsaved_bytes < RESYNC_SAVE_BYTES {
+            return;
+        }
+        self.resync_unsaved_bytes = 0;
+        let pages: Vec<usize> = std::mem::take(&mut self.resync_cleared_pages)
+            .into_iter()
+            .collect();
+        let pages = pages.into_iter().map(|i| (i, self.page(i))).collect();
         self.meta(
             MetaWrite::Bitmap(pages),
             MetaKind::Pages {
@@ -1490,6 +1529,7 @@ impl<P: Clone> Replica<P> {
                     self.bitmap.clear(offset, len);
                     self.counters.resync_written_bytes += len;
                     self.resync_done_bytes = self.resync_done_bytes.saturating_add(len);
+                    self.note_resync_progress(offset, len, out);
                 }
                 out.push(Action::Send(Msg::ResyncAck {
                     offset,
@@ -1966,10 +2006,7 @@ impl<P: Clone> Replica<P> {
             self.stand_alone("the peer has this node's id", out);
             return;
         }
-        if h.role == Role::Primary && self.role == Role::Primary {
-            self.stand_alone("both nodes are Primary", out);
-            return;
-        }
+        let both_primary = h.role == Role::Primary && self.role == Role::Primary;
         let mine = CopyFlags {
             node_id: self.sb.node_id,
             crashed_primary: self.crashed_primary,
@@ -1984,6 +2021,10 @@ impl<P: Clone> Replica<P> {
         } else {
             decide(&self.sb.gen, mine, &h.gen, theirs)
         };
+        if both_primary && d != Decision::SplitBrain {
+            self.stand_alone("both nodes are Primary", out);
+            return;
+        }
         if d == Decision::SplitBrain {
             match (self.discard_my_data, h.discard_my_data) {
                 (true, false) => d = Decision::TargetBitmap,

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod pair;
+
 pub const IQN: &str = "iqn.2026-11.io.ringsan:perf-test";
 pub const PERF: &str = env!("CARGO_BIN_EXE_ringsan-perf");
 

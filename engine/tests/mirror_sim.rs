@@ -1947,12 +1947,35 @@ fn a_local_write_error_detaches_the_disk_and_the_peer_copy_carries_on() {
         ConnState::Connected,
         "reconnected, Diskless"
     );
-    // Writes go on through the peer; reads are refused (no UpToDate local copy).
+    // Writes go on through the peer, and so do reads (never from the copy that is not
+    // UpToDate): block 22 reads back the version written through the peer.
     sim.write_blocks(0, &[22]);
     assert_eq!(
         sim.nodes[1].disk.read(22),
         *sim.truth[22].written.last().unwrap()
     );
+    let checked = sim.stats.reads_checked;
+    let id = sim.next_id;
+    sim.next_id += 1;
+    sim.reads.insert(id, (0, 22, vec![sim.truth[22].required]));
+    sim.input(
+        0,
+        Input::Read {
+            id,
+            offset: 22 * BLOCK,
+            len: BLOCK,
+        },
+    );
+    sim.settle();
+    assert!(!sim.reads.contains_key(&id), "the read ended");
+    assert_eq!(
+        sim.stats.reads_checked,
+        checked + 1,
+        "read through the peer"
+    );
+    assert!(sim.failures.is_empty(), "{:?}", sim.failures);
+    // Without the peer there is no copy to read: unavailable.
+    sim.cut();
     let mut out = Vec::new();
     let r = sim.nodes[0].replica.as_mut().unwrap();
     r.handle(
@@ -1971,6 +1994,7 @@ fn a_local_write_error_detaches_the_disk_and_the_peer_copy_carries_on() {
             result: Err(Failure::Unavailable)
         }
     )));
+    sim.settle();
     // A replaced disk is attached on the demoted node and synced in full.
     sim.admin(0, |id| Input::Demote { id });
     sim.admin(0, |id| Input::Attach { id });

@@ -46,6 +46,34 @@ fn protocol_c_and_a_secondary_serves_nothing() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("04/0c"), "NOT READY, unavailable: {text}");
     Load::start(&root, &[p.a.url()], "randrw", REGION, 3).finish();
+
+    // A block changed behind the mirror's back on B: online verify finds it and, asked to,
+    // copies it back from the Primary.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(p.b.data())
+            .unwrap();
+        f.write_all_at(&[0xA5; 4096], 40 << 20).unwrap();
+        f.sync_all().unwrap();
+    }
+    let (ok, text) = p.a.admin(&["volume", "verify", VOLUME, "--resync"]);
+    assert!(ok, "{text}");
+    let s =
+        p.a.wait_for("verify done", |s| Node::u64(s, "verifies_done") == 1);
+    // Verify compares 256 KiB ranges: the one holding the changed block differs.
+    let differing = Node::u64(&s, "verify_differing_bytes");
+    assert_eq!(differing, 256 << 10, "{s:#}");
+    let s = p.a.wait_for("the difference resynced", |s| {
+        Node::u64(s, "resyncs_done") == 1 && s["out_of_sync_bytes"] == 0
+    });
+    assert_eq!(
+        Node::u64(&s, "resync_sent_bytes"),
+        differing,
+        "only the differing range"
+    );
+    p.a.wait_synced();
     p.stop_and_compare();
 }
 

@@ -201,3 +201,107 @@ impl Validator<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::{Config, ConfigError};
+
+    const MIRRORED: &str = r#"
+[daemon]
+data_dir = "/var/lib/ringsan"
+
+[mirror]
+node_id = 1
+peer_id = 2
+address = "10.0.0.1"
+peer_address = "10.0.0.2"
+secret = "sixteen+chars+ok"
+resync_rate = "100M"
+
+[[target]]
+iqn = "iqn.2026-11.io.ringsan:vm"
+
+[[target.lun]]
+lun = 0
+path = "vm.img"
+size = "10G"
+mirror_port = 7789
+"#;
+
+    fn invalid(text: &str) -> (String, usize, String) {
+        match Config::parse(text, "t.toml", Path::new("/etc")) {
+            Err(ConfigError::Invalid {
+                field,
+                line,
+                message,
+                ..
+            }) => (field, line, message),
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mirrored_lun_and_its_link() {
+        let c = Config::parse(MIRRORED, "t.toml", Path::new("/etc")).unwrap();
+        let m = c.mirror.as_ref().unwrap();
+        assert_eq!((m.node_id, m.peer_id), (1, 2));
+        assert_eq!(m.resync_rate_bytes_per_s, 100 << 20);
+        assert_eq!(m.link_timeout_ms, 6000);
+        assert!(!m.private_cable);
+        assert!(!format!("{m:?}").contains("sixteen"), "secret redacted");
+        let lm = c.targets[0].luns[0].mirror.as_ref().unwrap();
+        assert_eq!(lm.port, 7789);
+        assert_eq!(lm.meta_path, PathBuf::from("/var/lib/ringsan/vm.img.meta"));
+        // Written back by the control API and read again: the same configuration.
+        let again = Config::parse(&c.to_toml().unwrap(), "w.toml", Path::new("/")).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn bad_mirror_settings_name_their_field() {
+        let cases = [
+            ("peer_id = 2", "peer_id = 1", "mirror.peer_id", "differ"),
+            (
+                "address = \"10.0.0.1\"",
+                "address = \"10.0.0.1:7789\"",
+                "mirror.address",
+                "IP address",
+            ),
+            (
+                "secret = \"sixteen+chars+ok\"",
+                "secret = \"short\"",
+                "mirror.secret",
+                "16",
+            ),
+            (
+                "resync_rate = \"100M\"",
+                "resync_rate = \"fast\"",
+                "mirror.resync_rate",
+                "bytes per second",
+            ),
+            (
+                "mirror_port = 7789",
+                "mirror_port = 70000",
+                "target[0].lun[0].mirror_port",
+                "port",
+            ),
+            ("size = \"10G\"\n", "", "target[0].lun[0].size", "size"),
+        ];
+        for (from, to, field, words) in cases {
+            let text = MIRRORED.replace(from, to);
+            let (f, line, message) = invalid(&text);
+            assert_eq!(f, field, "{to}: {message}");
+            assert!(line > 1, "{field}: line {line}");
+            assert!(message.contains(words), "{field}: {message}");
+        }
+        // A mirrored LUN needs [mirror]; metadata without mirroring is refused.
+        let start = MIRRORED.find("[mirror]").unwrap();
+        let end = MIRRORED.find("[[target]]").unwrap();
+        let no_section = format!("{}{}", &MIRRORED[..start], &MIRRORED[end..]);
+        assert_eq!(invalid(&no_section).0, "target[0].lun[0].mirror_port");
+        let meta_only = MIRRORED.replace("mirror_port = 7789", "meta_path = \"x.meta\"");
+        assert_eq!(invalid(&meta_only).0, "target[0].lun[0].meta_path");
+    }
+}

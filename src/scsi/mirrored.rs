@@ -107,3 +107,64 @@ pub async fn read(
 pub async fn flush(m: &MirrorHandle) -> Result<(), CommandError> {
     m.flush().await.map_err(|f| failed(f, true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scsi::sense::SenseKey;
+
+    fn key_asc(e: &CommandError) -> (SenseKey, u8, u8) {
+        let s = e.sense.as_ref().expect("sense data");
+        (s.key, s.asc.asc, s.asc.ascq)
+    }
+
+    #[test]
+    fn failures_map_to_the_senses_the_standard_names() {
+        let nr = (SenseKey::NotReady, 0x04, 0x0C);
+        assert_eq!(key_asc(&failed(Failure::NotPrimary, true)), nr);
+        assert_eq!(key_asc(&failed(Failure::Unavailable, false)), nr);
+        assert_eq!(
+            key_asc(&failed(Failure::Io, true)),
+            (SenseKey::MediumError, 0x0C, 0x00)
+        );
+        assert_eq!(
+            key_asc(&failed(Failure::Io, false)),
+            (SenseKey::MediumError, 0x11, 0x00)
+        );
+        assert_eq!(
+            key_asc(&failed(Failure::Refused, true)).0,
+            SenseKey::HardwareError
+        );
+    }
+
+    #[test]
+    fn unavailable_units_still_answer_discovery_commands() {
+        for op in [INQUIRY, REPORT_LUNS, REQUEST_SENSE, MAINTENANCE_IN] {
+            assert!(allowed_when_unavailable(op));
+        }
+        for op in [0x00, 0x25, 0x28, 0x2A, 0x35, 0x9E] {
+            assert!(!allowed_when_unavailable(op), "{op:#x}");
+        }
+    }
+
+    #[test]
+    fn commands_the_mirror_does_not_replicate_are_refused() {
+        let refused = [
+            Command::CompareAndWrite {
+                lba: 0,
+                blocks: 1,
+                fua: false,
+            },
+            Command::Unmap {
+                anchor: false,
+                param_len: 24,
+            },
+        ];
+        for c in &refused {
+            assert_eq!(
+                key_asc(&refuse_unreplicated(c).unwrap_err()).0,
+                SenseKey::IllegalRequest
+            );
+        }
+    }
+}

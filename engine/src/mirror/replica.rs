@@ -416,6 +416,11 @@ enum Token {
         id: u64,
     },
     Flush(u64),
+    /// A local read for the peer's [`Msg::ReadRequest`] `rid`, on link `link`.
+    PeerRead {
+        rid: u64,
+        link: u64,
+    },
     PeerBarrier {
         id: u64,
         link: u64,
@@ -515,6 +520,12 @@ pub struct Replica<P> {
     /// crashes resumes near where it stopped instead of from the start).
     resync_cleared_pages: std::collections::BTreeSet<usize>,
     resync_unsaved_bytes: u64,
+    /// Reads this node (Primary without an UpToDate copy) asked the peer for, by request id:
+    /// the application read's id.
+    remote_reads: HashMap<u64, u64>,
+    next_remote_read: u64,
+    /// Local reads running for the peer's read requests.
+    peer_reads: usize,
     /// The activity log's extents found at start-up, emptied once marked (see `open`).
     al_at_open: Vec<u32>,
     /// No write takes activity-log extents until those of start-up are marked on disk: a new
@@ -644,6 +655,9 @@ impl<P: Clone> Replica<P> {
             disk_marked: std::collections::BTreeSet::new(),
             resync_cleared_pages: std::collections::BTreeSet::new(),
             resync_unsaved_bytes: 0,
+            remote_reads: HashMap::new(),
+            next_remote_read: 1,
+            peer_reads: 0,
             al_at_open,
             al_ready,
             shutdown: None,
@@ -1106,18 +1120,35 @@ impl<P: Clone> Replica<P> {
             });
             return;
         }
-        if self.sb.disk != DiskState::UpToDate {
-            out.push(Action::Complete {
-                id,
-                result: Err(Failure::Unavailable),
-            });
-            return;
-        }
         if len == 0 || offset.saturating_add(len) > self.sb.volume_bytes {
             out.push(Action::Complete {
                 id,
                 result: Err(Failure::Refused),
             });
+            return;
+        }
+        if self.sb.disk != DiskState::UpToDate {
+            // Never from a copy that is not UpToDate: through the peer when its copy is.
+            let peer_uptodate = self.conn == ConnState::Connected
+                && self
+                    .peer
+                    .as_ref()
+                    .is_some_and(|p| p.disk == DiskState::UpToDate);
+            if !peer_uptodate {
+                out.push(Action::Complete {
+                    id,
+                    result: Err(Failure::Unavailable),
+                });
+                return;
+            }
+            let rid = self.next_remote_read;
+            self.next_remote_read += 1;
+            self.remote_reads.insert(rid, id);
+            out.push(Action::Send(Msg::ReadRequest {
+                id: rid,
+                offset,
+                len,
+            }));
             return;
         }
         let token = self.token(Token::Read { id });
@@ -1545,7 +1576,43 @@ impl<P: Clone> Replica<P> {
         }
     }
 
+    /// The peer (a Primary without an UpToDate copy) reads through this node: from this copy
+    /// when it is UpToDate, else the answer is "cannot".
+    fn peer_read(&mut self, rid: u64, offset: u64, len: u64, out: &mut Vec<Action<P>>) {
+        if self.peer_reads >= MAX_WAITING {
+            self.protocol_error("too many read requests in flight", out);
+            return;
+        }
+        let can = self.sb.disk == DiskState::UpToDate
+            && len > 0
+            && offset.saturating_add(len) <= self.sb.volume_bytes;
+        if !can {
+            out.push(Action::Send(Msg::ReadReply {
+                id: rid,
+                data: None,
+            }));
+            return;
+        }
+        self.peer_reads += 1;
+        let link = self.link;
+        let token = self.token(Token::PeerRead { rid, link });
+        out.push(Action::ReadLocal { token, offset, len });
+    }
+
     fn local_read(&mut self, token: u64, data: Option<P>, out: &mut Vec<Action<P>>) {
+        if let Some(Token::PeerRead { rid, link }) = self.tokens.get(&token) {
+            let (rid, link) = (*rid, *link);
+            self.tokens.remove(&token);
+            self.peer_reads = self.peer_reads.saturating_sub(1);
+            if data.is_none() {
+                tracing::warn!("mirror: local read for the peer failed");
+                self.detach(out);
+            }
+            if link == self.link && self.connected_to_peer() {
+                out.push(Action::Send(Msg::ReadReply { id: rid, data }));
+            }
+            return;
+        }
         match self.tokens.get(&token) {
             Some(Token::Read { id }) => {
                 let id = *id;
@@ -1718,6 +1785,13 @@ impl<P: Clone> Replica<P> {
         let was_established = self.connected_to_peer();
         // Completions of this link's operations no longer answer on any link.
         self.link = 0;
+        // Reads asked of the peer will not be answered: no copy to read from.
+        for (_, app) in std::mem::take(&mut self.remote_reads) {
+            out.push(Action::Complete {
+                id: app,
+                result: Err(Failure::Unavailable),
+            });
+        }
         if self.conn != ConnState::StandAlone {
             self.conn = ConnState::Connecting;
         }
@@ -1935,10 +2009,14 @@ impl<P: Clone> Replica<P> {
                 self.enqueue_from_peer(ok, offset, len, op, "VerifyRequest", out);
             }
             Msg::VerifyReply { offset, len, equal } => self.verify_reply(offset, len, equal, out),
-            Msg::ReadRequest { id, .. } => {
-                out.push(Action::Send(Msg::ReadReply { id, data: None }));
-            }
-            Msg::ReadReply { .. } => {}
+            Msg::ReadRequest { id, offset, len } => self.peer_read(id, offset, len, out),
+            Msg::ReadReply { id, data } => match self.remote_reads.remove(&id) {
+                Some(app) => out.push(Action::Complete {
+                    id: app,
+                    result: data.map(Some).ok_or(Failure::Unavailable),
+                }),
+                None => self.protocol_error("a ReadReply for no ReadRequest", out),
+            },
             Msg::Ping => {}
             Msg::Role(role) => {
                 if role == Role::Primary && self.role == Role::Primary {

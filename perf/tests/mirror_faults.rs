@@ -282,3 +282,37 @@ fn a_peer_with_the_wrong_secret_is_refused() {
         "the refusal is logged: {logs}"
     );
 }
+
+#[test]
+fn a_volume_over_existing_data_waits_for_the_admin_then_syncs_in_full() {
+    let _serial = serial();
+    let root = scratch("mirror-existing");
+    let mut p = Pair::new(&root, Options::default(), Options::default());
+    // Different data on the two nodes before the volume is made mirrored.
+    for (node, byte) in [(&p.a, 0x11u8), (&p.b, 0x22u8)] {
+        std::fs::write(node.data(), vec![byte; SIZE as usize]).unwrap();
+    }
+    p.a.start();
+    p.b.start();
+    // Connected, both Inconsistent: nothing is served, nothing copied until the admin chooses.
+    let s =
+        p.a.wait_for("connected", |s| s["connection"] == "Connected");
+    assert_eq!(s["disk"], "Inconsistent");
+    assert_eq!(s["peer_disk"], "Inconsistent");
+    let (ok, text) = p.a.admin(&["volume", "promote", VOLUME]);
+    assert!(
+        !ok,
+        "an Inconsistent copy is not promoted without --force: {text}"
+    );
+    p.a.promote(true);
+    let s = p.a.wait_synced();
+    assert_eq!(
+        Node::u64(&s, "resync_sent_bytes"),
+        SIZE,
+        "a full sync from A"
+    );
+    Load::start(&root, &[p.a.url()], "randrw", REGION, 2).finish();
+    p.stop_and_compare();
+    let b = std::fs::read(p.b.data()).unwrap();
+    assert_eq!(b[SIZE as usize - 1], 0x11, "A's data won");
+}

@@ -140,7 +140,10 @@ fn nonzero(id: u64) -> u64 {
 pub fn decide(me: &GenIds, my_flags: CopyFlags, peer: &GenIds, peer_flags: CopyFlags) -> Decision {
     use Decision::*;
     match (me.current == JUST_CREATED, peer.current == JUST_CREATED) {
-        (true, true) => return Unrelated,
+        // Two copies of unknown content (metadata created over existing data on both): they
+        // connect, both Inconsistent, and nothing is copied until the admin forces one to be
+        // the source (`promote --force`), as DRBD's initial sync.
+        (true, true) => return InSync,
         (true, false) => return TargetFull,
         (false, true) => return SourceFull,
         (false, false) => {}
@@ -217,7 +220,8 @@ mod tests {
         );
         assert_eq!(
             both(&GenIds::unknown(), OK, &GenIds::unknown(), OK),
-            Unrelated
+            InSync,
+            "two unknown copies connect and wait for the admin's choice"
         );
     }
 

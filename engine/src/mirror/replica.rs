@@ -2469,6 +2469,10 @@ impl<P: Clone> Replica<P> {
             return;
         }
         let peer_primary = self.peer.as_ref().is_some_and(|p| p.role == Role::Primary);
+        let peer_uptodate = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.disk == DiskState::UpToDate);
         let not_uptodate = self.sb.disk != DiskState::UpToDate;
         let refusal = if self.sb.disk == DiskState::Diskless {
             Some("promote: this node's disk is detached (Diskless)")
@@ -2479,7 +2483,7 @@ impl<P: Clone> Replica<P> {
             Some("promote: the peer is Primary")
         } else if not_uptodate && !force {
             Some("promote: this copy is not UpToDate (--force takes it as is)")
-        } else if not_uptodate && self.connected_to_peer() {
+        } else if not_uptodate && self.connected_to_peer() && peer_uptodate {
             Some("promote --force while connected: let the resync finish")
         } else {
             None
@@ -2488,10 +2492,19 @@ impl<P: Clone> Replica<P> {
             self.refuse(id, why, out);
             return;
         }
+        let forced_initial = not_uptodate && self.connected_to_peer();
         self.sb.disk = DiskState::UpToDate;
         self.role = Role::Primary;
         tracing::info!("mirror: promoted to Primary");
-        if self.connected_to_peer() {
+        if forced_initial {
+            // Neither copy was UpToDate (a new volume over existing data): this one is taken as
+            // the data, in a new generation, and the link is re-established so the handshake
+            // makes it the source of a full sync.
+            tracing::info!("mirror: forced Primary with no UpToDate copy: full sync to the peer");
+            // (Dropping the established link starts the Primary's new generation.)
+            out.push(Action::Disconnect("forced Primary: full sync".into()));
+            self.link_down(out);
+        } else if self.connected_to_peer() {
             out.push(Action::Send(Msg::Role(Role::Primary)));
         } else {
             // Writing alone from now on.

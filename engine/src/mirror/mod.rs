@@ -17,9 +17,10 @@
 //!   HMAC-SHA256 tags.
 //! - [`node`]: one node of a mirrored volume on a reactor: the core driven over the data disk,
 //!   the metadata store and an authenticated TCP link.
+//! - [`remote`]: a `Send + Sync` handle to a node on its home reactor, for the SCSI layer on
+//!   every reactor and the control plane.
 //!
-//! Not built yet: a clean shutdown (emptying the activity log), the daemon's configuration of
-//! mirrored volumes, their LUNs on top of [`node`], and `target-admin volume`.
+//! Not built yet: SEND_ZC for the link's data, and both nodes serving at once (the next issue).
 
 pub mod activity_log;
 pub mod bitmap;

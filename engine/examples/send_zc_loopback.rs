@@ -64,7 +64,9 @@ fn main() -> std::io::Result<()> {
     }
     drop(ring);
     sock.shutdown(std::net::Shutdown::Write)?;
-    let total = receiver.join().map_err(|_| std::io::Error::other("receiver"))??;
+    let total = receiver
+        .join()
+        .map_err(|_| std::io::Error::other("receiver"))??;
     println!("received {} MiB", total >> 20);
     Ok(())
 }

@@ -563,6 +563,10 @@ fn refusals_exit_1_and_name_the_field() {
         "initiator",
     );
     a.refused_field("portal add nowhere", "invalid", "address");
+    // No mirrored volume here: volume commands name the volume and change nothing.
+    a.refused_field(format!("volume promote {IQN}/0"), "not-found", "volume");
+    a.refused_field("volume status nowhere/0", "not-found", "volume");
+    assert_eq!(a.run("volume status").stdout, "no mirrored volumes\n");
     assert_eq!(
         a.target(IQN)["luns"],
         json!([0]),
@@ -1133,6 +1137,15 @@ fn completions_and_man_pages_are_generated() {
         "target-admin-pr",
         "target-admin-pr-show",
         "target-admin-pr-clear",
+        "target-admin-volume",
+        "target-admin-volume-status",
+        "target-admin-volume-promote",
+        "target-admin-volume-demote",
+        "target-admin-volume-verify",
+        "target-admin-volume-resync",
+        "target-admin-volume-discard-my-data",
+        "target-admin-volume-connect",
+        "target-admin-volume-attach",
         "target-admin-generate",
         "target-admin-generate-completions",
         "target-admin-generate-man",

@@ -148,6 +148,9 @@ pub fn open_lun(
 
 /// A mirrored LUN whose node starts once the reactors run.
 struct PendingMirror {
+    /// The target's position: its mirrored volumes share a home reactor, so its sessions can
+    /// be placed there.
+    target_index: usize,
     lun: LunConfig,
     target: TargetConfig,
     lu: Arc<LogicalUnit>,
@@ -157,7 +160,7 @@ struct PendingMirror {
 fn build_targets(config: &Config) -> Result<(Targets, Vec<PendingMirror>), StartError> {
     let mut targets = Vec::new();
     let mut mirrors = Vec::new();
-    for t in &config.targets {
+    for (target_index, t) in config.targets.iter().enumerate() {
         let mut luns = Vec::new();
         for l in &t.luns {
             let format = match (&config.mirror, &l.mirror) {
@@ -170,6 +173,7 @@ fn build_targets(config: &Config) -> Result<(Targets, Vec<PendingMirror>), Start
             let lu = Arc::new(open_lun(t, l, config)?);
             if l.mirror.is_some() {
                 mirrors.push(PendingMirror {
+                    target_index,
                     lun: l.clone(),
                     target: t.clone(),
                     lu: lu.clone(),
@@ -236,9 +240,10 @@ impl Daemon {
                 }
             }
         }
-        // Each mirrored volume's node on its own home reactor, round-robin.
-        for (i, p) in mirrors.into_iter().enumerate() {
-            let home = handles[i % handles.len()].clone();
+        // Mirrored volumes run on a home reactor, one per target, spread over the reactors;
+        // the target's sessions are placed there (iscsi::placement).
+        for p in mirrors {
+            let home = handles[p.target_index % handles.len()].clone();
             if let Err(e) = volumes::start_node(home, config, &p.lun, &p.lu, p.format) {
                 server.begin_shutdown();
                 return Err(lun_error(&p.target, &p.lun, e));

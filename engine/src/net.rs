@@ -330,6 +330,17 @@ impl TcpStream {
         unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
     }
 
+    /// Copies what has arrived (at most `buf`'s length) without taking it off the socket
+    /// (`MSG_PEEK`): a later receive gets the same bytes. Waits until something arrives.
+    pub async fn peek(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        let entry = opcode::Recv::new(types::Fd(self.fd.as_raw_fd()), buf.as_mut_ptr(), len)
+            .flags(libc::MSG_PEEK)
+            .build();
+        let done = Op::submit(entry, buf).await;
+        (done.io_result(), done.resources)
+    }
+
     /// Receives at most `len` bytes into `buf[offset..]`; `Ok(0)` is end of stream.
     pub async fn recv<B: IoBufMut>(
         &self,

@@ -46,6 +46,18 @@ fn protocol_c_and_a_secondary_serves_nothing() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("04/0c"), "NOT READY, unavailable: {text}");
     Load::start(&root, &[p.a.url()], "randrw", REGION, 3).finish();
+    // The session was placed on the volume's reactor (no hand-off per command).
+    let log = p.a.log_text();
+    let reactor_of = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split("reactor{index=").nth(1))
+            .and_then(|r| r.split('}').next())
+            .map(str::to_string)
+    };
+    let home = reactor_of("ringsan_engine::mirror");
+    assert!(home.is_some(), "the mirror logs on its reactor: {log}");
+    assert_eq!(reactor_of("session logged in"), home, "{log}");
 
     // A block changed behind the mirror's back on B: online verify finds it and, asked to,
     // copies it back from the Primary.

@@ -1,5 +1,6 @@
 //! Mirrored volumes in the daemon: their metadata created on first start, their mirror nodes
-//! started on the reactors (one home reactor each, spread round-robin), and the list the control
+//! started on the reactors (one home reactor per target, targets spread round-robin; the
+//! target's connections are placed there, see `iscsi::placement`), and the list the control
 //! API's `volume` commands act on.
 //!
 //! A volume is a LUN with `mirror_port` set: its UUID and size must be the same on both nodes

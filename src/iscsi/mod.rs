@@ -12,6 +12,7 @@ pub mod login_phase;
 pub mod outbox;
 pub mod params;
 pub mod pdu;
+pub mod placement;
 pub mod registry;
 pub mod scsi_task;
 pub mod server;

@@ -27,6 +27,7 @@ use crate::iscsi::framing::Reader;
 use crate::iscsi::full_feature::{self, End};
 use crate::iscsi::login_phase;
 use crate::iscsi::params::TargetLimits;
+use crate::iscsi::placement;
 use crate::iscsi::registry::Registry;
 use crate::iscsi::target::Targets;
 
@@ -255,22 +256,48 @@ async fn accept_loop(
             continue;
         }
         server.connections.fetch_add(1, Ordering::SeqCst);
-        let s = server.clone();
-        let serve = move || {
-            let span = tracing::info_span!("conn", %peer);
-            ringsan_engine::spawn(
-                async move {
-                    serve_connection(s.clone(), stream, peer).await;
-                    s.connection_ended();
-                }
-                .instrument(span),
-            );
-        };
-        match reactors.get(next % reactors.len().max(1)) {
-            Some(r) if r.id() != ringsan_engine::reactor::current_handle().id() => r.run(serve),
-            _ => serve(),
-        }
+        let round_robin = reactors.get(next % reactors.len().max(1)).cloned();
         next = next.wrapping_add(1);
+        if !server
+            .targets
+            .all()
+            .iter()
+            .any(|t| t.home_reactor().is_some())
+        {
+            dispatch(&server, round_robin, stream, peer);
+            continue;
+        }
+        // A target with mirrored volumes is served on their reactor (see placement).
+        let (s, reactors) = (server.clone(), reactors.clone());
+        ringsan_engine::spawn(async move {
+            let home = match placement::peek_target_name(&stream).await {
+                Some(name) => s.targets.get(&name).and_then(|t| t.home_reactor()),
+                None => None,
+            };
+            let chosen = home
+                .and_then(|id| reactors.iter().find(|r| r.id() == id).cloned())
+                .or(round_robin);
+            dispatch(&s, chosen, stream, peer);
+        });
+    }
+}
+
+/// Serves an accepted connection on reactor `on` (here when `None` or this one).
+fn dispatch(server: &Arc<Server>, on: Option<RemoteHandle>, stream: TcpStream, peer: SocketAddr) {
+    let s = server.clone();
+    let serve = move || {
+        let span = tracing::info_span!("conn", %peer);
+        ringsan_engine::spawn(
+            async move {
+                serve_connection(s.clone(), stream, peer).await;
+                s.connection_ended();
+            }
+            .instrument(span),
+        );
+    };
+    match on {
+        Some(r) if r.id() != ringsan_engine::reactor::current_handle().id() => r.run(serve),
+        _ => serve(),
     }
 }
 

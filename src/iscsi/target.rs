@@ -96,6 +96,14 @@ impl Target {
             .unwrap_or_default()
     }
 
+    /// The reactor the target's mirrored volumes run on, if it has any: its sessions are best
+    /// served there (their data then goes to both copies without a hand-off).
+    pub fn home_reactor(&self) -> Option<usize> {
+        self.luns()
+            .iter()
+            .find_map(|lu| lu.mirror().map(|m| m.home_id()))
+    }
+
     /// Adds a LUN live; every I_T nexus known to the target's other LUNs gets REPORTED LUNS
     /// DATA HAS CHANGED (SPC-4 §6.33). Returns false when the number is taken.
     pub fn add_lun(&self, lu: Arc<LogicalUnit>) -> bool {

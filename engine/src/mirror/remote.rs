@@ -6,7 +6,9 @@
 //! node directly, and a write's pool buffer goes to the disk and the peer as it is (no copy). A
 //! command on another reactor is forwarded: its data is copied into a buffer of the home
 //! reactor's pool and the result comes back through a one-shot channel (a read's data is copied
-//! back the same way). The daemon spreads volumes over the reactors, one home each.
+//! back the same way). The daemon spreads targets with mirrored volumes over the reactors (one
+//! home per target) and places those targets' connections on their home reactor, so the
+//! forwarding path is the exception.
 //!
 //! Whether the node is Primary is kept in an atomic here, so that every command's gate (serve,
 //! or NOT READY on a Secondary) costs one load.
@@ -98,6 +100,11 @@ impl MirrorHandle {
             key,
             primary: Arc::new(AtomicBool::new(primary)),
         })
+    }
+
+    /// The id of the reactor the node runs on.
+    pub fn home_id(&self) -> usize {
+        self.home.id()
     }
 
     /// Whether this node is Primary (the only role that serves the LUN).

@@ -209,6 +209,26 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
         self.inner.replica.borrow().status()
     }
 
+    /// Reads `len` bytes at `offset` straight from the local copy into `buf` when the core
+    /// would serve the read from it (Primary, UpToDate), as the core's own local reads do (they
+    /// are not ordered against writes either); `None` when it would not, or the read failed
+    /// (the caller then goes through [`MirrorNode::read`], which handles the failure).
+    pub async fn read_local_into<B: crate::iobuf::IoBufMut>(
+        &self,
+        buf: B,
+        len: usize,
+        offset: u64,
+    ) -> (Option<()>, B) {
+        let ok = !self.inner.stopped.get()
+            && self.inner.replica.borrow().reads_locally()
+            && offset.saturating_add(len as u64) <= self.inner.layout.volume_bytes;
+        if !ok {
+            return (None, buf);
+        }
+        let (r, buf) = self.inner.data.read(buf, 0, len, offset).await;
+        (r.ok(), buf)
+    }
+
     /// Operations in flight in the core.
     pub fn busy(&self) -> usize {
         self.inner.replica.borrow().busy()

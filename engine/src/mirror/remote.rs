@@ -176,10 +176,19 @@ impl MirrorHandle {
             return (Err(Failure::Refused), buf);
         }
         let result = match self.at_home() {
-            Some(node) => match node.read(offset, len as u64).await {
-                Ok(p) => fill(&mut buf, p.as_ref(), len),
-                Err(e) => Err(e),
-            },
+            Some(node) => {
+                // Straight into the caller's buffer when the local copy serves the read.
+                let (direct, back) = node.read_local_into(buf, len, offset).await;
+                buf = back;
+                if direct.is_some() {
+                    buf.set_len(len);
+                    return (Ok(()), buf);
+                }
+                match node.read(offset, len as u64).await {
+                    Ok(p) => fill(&mut buf, p.as_ref(), len),
+                    Err(e) => Err(e),
+                }
+            }
             None => {
                 let r = self
                     .on_home(move |node| async move {

@@ -708,6 +708,12 @@ impl<P: Clone> Replica<P> {
         r
     }
 
+    /// Whether an application read would be served from the local copy now (Primary with an
+    /// UpToDate copy): a cheap check for the driver's direct-read path.
+    pub fn reads_locally(&self) -> bool {
+        self.role == Role::Primary && self.sb.disk == DiskState::UpToDate
+    }
+
     /// This node's view, for status.
     pub fn status(&self) -> Status {
         Status {

@@ -34,6 +34,17 @@ fn protocol_c_and_a_secondary_serves_nothing() {
         text.contains("role:Primary") && text.contains("replication:Established"),
         "drbdadm-like text: {text}"
     );
+    // The replication state is exported for dashboards.
+    let metrics = p.a.metrics_text();
+    let l = format!("target=\"{MIQN}\",lun=\"0\"");
+    for line in [
+        format!("ringsan_mirror_role{{{l},state=\"Primary\"}} 1"),
+        format!("ringsan_mirror_connection_state{{{l},state=\"Connected\"}} 1"),
+        format!("ringsan_mirror_disk_state{{{l},state=\"UpToDate\"}} 1"),
+        format!("ringsan_mirror_out_of_sync_bytes{{{l}}} 0"),
+    ] {
+        assert!(metrics.lines().any(|x| x == line), "{line} in:\n{metrics}");
+    }
     // A new volume on two new sparse files starts in sync: nothing copied.
     assert_eq!(Node::u64(&s, "resync_sent_bytes"), 0);
     // The Secondary's portal reports the LUN unavailable: a run there cannot start.

@@ -27,7 +27,7 @@ const ALWAYS_EXPORTED_SENSE_KEYS: [u8; 7] = [
 
 /// What kind of metric a family is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -44,17 +44,22 @@ impl Kind {
 }
 
 /// The text being written.
-struct Text {
+pub(super) struct Text {
     out: String,
 }
 
 impl Text {
-    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    pub(super) fn family(&mut self, name: &str, kind: Kind, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.out, "# TYPE {name} {}", kind.name());
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    pub(super) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -95,6 +100,7 @@ pub fn render(s: &Snapshot) -> String {
     lun_families(&mut t, &s.luns);
     target_families(&mut t, s);
     reactor_families(&mut t, s);
+    crate::metrics::mirror::volume_families(&mut t, &s.volumes);
     t.out
 }
 
@@ -322,6 +328,18 @@ mod tests {
                     tasks: 9,
                 },
             }],
+            volumes: vec![crate::metrics::mirror::VolumeSample {
+                target: "iqn.2026-11.io.ringsan:t".into(),
+                lun: 3,
+                role: "Primary",
+                connection: "Connected",
+                disk: "UpToDate",
+                out_of_sync_bytes: 0,
+                resync: None,
+                split_brain: false,
+                resync_sent_bytes: 1 << 20,
+                resync_received_bytes: 0,
+            }],
             tcp_connections: 3,
         }
     }
@@ -354,7 +372,10 @@ mod tests {
 
     #[test]
     fn known_samples_give_known_lines() {
-        let text = render(&known());
+        let text = render(&Snapshot {
+            volumes: Vec::new(),
+            ..known()
+        });
         let l = r#"target="iqn.2026-11.io.ringsan:t",lun="3""#;
         for line in [
             format!("ringsan_commands_total{{{l},op=\"read\"}} 2"),
@@ -453,7 +474,7 @@ ringsan_reactor_tasks{reactor=\"0\"} 9
                 }
             }
         }
-        assert_eq!(declared.len(), 13);
+        assert_eq!(declared.len(), 13 + 10, "13 families and the mirror's 10");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`lun`]: per logical unit, per kind of operation: commands, bytes, latency, errors;
 //! - [`scrape`]: one consistent-enough [`scrape::Snapshot`] of the whole daemon;
 //! - [`exposition`]: the snapshot as Prometheus text;
+//! - [`mirror`]: the mirrored volumes' replication state (role, link, disk, out of sync, resync);
 //! - [`http`]: the listener.
 
 use std::cell::Cell;
@@ -19,6 +20,7 @@ pub mod exposition;
 pub mod histogram;
 pub mod http;
 pub mod lun;
+pub mod mirror;
 pub mod scrape;
 
 thread_local! {

@@ -61,14 +61,18 @@ pub struct Snapshot {
     pub reactors: Vec<ReactorSample>,
     /// TCP connections open, in any phase (login, discovery, full feature).
     pub tcp_connections: u64,
+    /// Per mirrored volume, by target then LUN.
+    pub volumes: Vec<crate::metrics::mirror::VolumeSample>,
 }
 
 /// Gathers a [`Snapshot`] of `server`; call it from the control plane's runtime.
 pub async fn gather(server: &Arc<Server>) -> Snapshot {
     let reactors = reactor_samples(server).await;
+    let volumes = crate::metrics::mirror::volume_samples(server).await;
     let sessions = server.registry.all();
     let mut snapshot = Snapshot {
         reactors,
+        volumes,
         tcp_connections: server.connection_count() as u64,
         ..Snapshot::default()
     };

@@ -38,6 +38,8 @@ pub struct Node {
     pub dir: PathBuf,
     pub ip: &'static str,
     pub port: u16,
+    /// The Prometheus endpoint.
+    pub metrics: SocketAddr,
     child: Option<Child>,
     pub log: PathBuf,
 }
@@ -69,8 +71,9 @@ impl Node {
         let dir = root.join(format!("node{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        let metrics: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
         let config = format!(
-            "[daemon]\ndata_dir = \"{d}\"\nreactors = 2\nbuffer_count = 64\nmetrics_address = \"off\"\n\
+            "[daemon]\ndata_dir = \"{d}\"\nreactors = 2\nbuffer_count = 64\nmetrics_address = \"{metrics}\"\n\
              control_socket = \"{d}/control.sock\"\nportals = [\"{ip}:{port}\"]\n\n\
              [mirror]\nnode_id = {id}\npeer_id = {peer_id}\naddress = \"{ip}\"\npeer_address = \"{peer}\"\n\
              secret = \"{secret}\"\nresync_rate = {rate}\nlink_timeout_ms = 1000\n\n\
@@ -88,6 +91,7 @@ impl Node {
             dir,
             ip,
             port,
+            metrics,
             child: None,
         }
     }
@@ -151,6 +155,17 @@ impl Node {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The text of `GET /metrics`.
+    pub fn metrics_text(&self) -> String {
+        let mut s = TcpStream::connect_timeout(&self.metrics, Duration::from_secs(2))
+            .expect("connect to the metrics endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
     }
 
     /// The iSCSI URL of the volume on this node.

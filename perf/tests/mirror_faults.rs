@@ -231,25 +231,32 @@ fn kills_during_a_resync_resume_it_and_end_identical() {
 }
 
 #[test]
-fn both_nodes_killed_and_restarted_in_reverse_order_lose_nothing() {
+fn both_nodes_killed_and_restarted_in_either_order_lose_nothing() {
     let _serial = serial();
     let root = scratch("mirror-kill-both");
     let mut p = Pair::start_with_a_primary(&root);
-    let load = Load::start(&root, &[p.a.url(), p.b.url()], "randrw", REGION, 9);
-    sleep_ms(2000);
-    p.a.kill();
-    p.b.kill();
-    sleep_ms(500);
-    p.b.start();
-    p.a.start();
-    p.a.wait_for("reconnected", |s| {
-        s["connection"] == "Connected" || s["connection"] == "SyncSource"
-    });
-    p.a.promote(false);
-    // The run reconnects and every read still finds the last acknowledged write.
-    let r = load.finish();
-    assert!(!r.reconnects.is_empty());
-    p.a.wait_synced();
+    for b_first in [true, false] {
+        let load = Load::start(&root, &[p.a.url(), p.b.url()], "randrw", REGION, 8);
+        sleep_ms(2000);
+        p.a.kill();
+        p.b.kill();
+        sleep_ms(500);
+        if b_first {
+            p.b.start();
+            p.a.start();
+        } else {
+            p.a.start();
+            p.b.start();
+        }
+        p.a.wait_for("reconnected", |s| {
+            s["connection"] == "Connected" || s["connection"] == "SyncSource"
+        });
+        p.a.promote(false);
+        // The run reconnects and every read still finds the last acknowledged write.
+        let r = load.finish();
+        assert!(!r.reconnects.is_empty());
+        p.a.wait_synced();
+    }
     p.stop_and_compare();
 }
 

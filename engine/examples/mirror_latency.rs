@@ -81,6 +81,8 @@ fn config(id: u32, peer: SocketAddr, private_cable: bool) -> NodeConfig {
         node_id: id,
         peer_id: 3 - id,
         peer_addr: peer,
+        local_ip: None,
+        accept_from: None,
         secret: b"bench".to_vec(),
         private_cable,
         replica: Config::default(),

@@ -294,7 +294,28 @@ impl TcpStream {
 
     /// Connects to `addr` (used by our own initiator side and tests).
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect_from(addr, None).await
+    }
+
+    /// Connects to `addr` from the local address `from` when given (any port), so the peer
+    /// sees the connection come from that address (the mirror link: the peer accepts only its
+    /// configured partner's address).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        from: Option<std::net::IpAddr>,
+    ) -> io::Result<TcpStream> {
         let fd = new_socket(&addr)?;
+        if let Some(ip) = from {
+            let (storage, len) = sockaddr_from(&SocketAddr::new(ip, 0));
+            // SAFETY: storage/len describe a valid socket address; fd is ours.
+            cvt(unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &storage as *const _ as *const libc::sockaddr,
+                    len,
+                )
+            })?;
+        }
         let state = Box::new(sockaddr_from(&addr));
         let entry = opcode::Connect::new(
             types::Fd(fd.as_raw_fd()),

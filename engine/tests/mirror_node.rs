@@ -76,6 +76,9 @@ fn config(id: u32, peer_addr: std::net::SocketAddr, secret: &[u8]) -> NodeConfig
         node_id: id,
         peer_id: 3 - id,
         peer_addr,
+        // Node 1 dials from its own address, as the daemon does.
+        local_ip: (id == 1).then_some(NODE1_IP),
+        accept_from: None,
         secret: secret.to_vec(),
         private_cable: false,
         replica: Config {
@@ -87,6 +90,9 @@ fn config(id: u32, peer_addr: std::net::SocketAddr, secret: &[u8]) -> NodeConfig
         link_timeout: Duration::from_secs(2),
     }
 }
+
+/// Node 1's address on loopback.
+const NODE1_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 7));
 
 const RUN: u8 = 0;
 /// Stop with a clean shutdown.
@@ -101,6 +107,7 @@ fn run_node2(
     port: u16,
     secret: &'static [u8],
     stop: Arc<AtomicU8>,
+    accept_from: Option<std::net::IpAddr>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let r = Reactor::new(&ReactorConfig::default()).unwrap();
@@ -111,7 +118,11 @@ fn run_node2(
             let data = FileDisk::open(&d.join("data2")).unwrap();
             let meta = MetaStore::new(FileDisk::open(&d.join("meta2")).unwrap()).unwrap();
             let unused: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-            let node = MirrorNode::start(config(2, unused, secret), data, meta, Some(listener))
+            let cfg = NodeConfig {
+                accept_from,
+                ..config(2, unused, secret)
+            };
+            let node = MirrorNode::start(cfg, data, meta, Some(listener))
                 .await
                 .unwrap();
             let how = loop {
@@ -208,12 +219,21 @@ struct Pair {
 }
 
 fn pair(name: &str, secret2: &'static [u8]) -> Pair {
+    pair_accepting(name, secret2, None)
+}
+
+/// As [`pair`], node 2 accepting connections from `accept_from` only.
+fn pair_accepting(
+    name: &str,
+    secret2: &'static [u8],
+    accept_from: Option<std::net::IpAddr>,
+) -> Pair {
     let d = dir(name);
     create_node(&d, 1);
     create_node(&d, 2);
     let (port_tx, port_rx) = mpsc::channel();
     let stop2 = Arc::new(AtomicU8::new(RUN));
-    let node2 = run_node2(d.clone(), port_tx, 0, secret2, stop2.clone());
+    let node2 = run_node2(d.clone(), port_tx, 0, secret2, stop2.clone(), accept_from);
     let port = port_rx.recv().unwrap();
     Pair {
         d,
@@ -301,7 +321,7 @@ fn protocol_c_then_degraded_writes_then_a_resync_of_exactly_those_blocks() {
             let before = node.counters().resync_read_bytes;
             stop2 = Arc::new(AtomicU8::new(RUN));
             let (tx, rx) = mpsc::channel();
-            node2 = run_node2(d1.clone(), tx, port, b"s3cret", stop2.clone());
+            node2 = run_node2(d1.clone(), tx, port, b"s3cret", stop2.clone(), None);
             assert_eq!(rx.recv().unwrap(), port);
             wait_for(&node, "resync", in_sync).await;
             let c = node.counters();
@@ -398,6 +418,45 @@ fn a_silent_connection_does_not_block_the_link() {
     .unwrap();
     stop2.store(STOP_CRASH, Ordering::SeqCst);
     drop(_squatter);
+    node2.join().unwrap();
+}
+
+#[test]
+fn connections_from_other_addresses_are_closed_at_once() {
+    use std::io::Read;
+    let Pair {
+        d,
+        port,
+        stop2,
+        node2,
+    } = pair_accepting("rv-filter", b"s3cret", Some(NODE1_IP));
+    // From 127.0.0.1, not node 1's address: closed before anything is read or sent.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let got = stranger.read(&mut buf);
+    assert!(
+        matches!(got, Ok(0))
+            || got
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "closed at once, not left waiting for a handshake: {got:?}"
+    );
+    let r = Reactor::new(&ReactorConfig::default()).unwrap();
+    let d1 = d.clone();
+    r.block_on(async move {
+        let node = start_node1(&d1, port).await;
+        wait_for(&node, "the peer from its own address connects", |n| {
+            n.status().conn == ConnState::Connected
+        })
+        .await;
+        node.stop();
+    })
+    .unwrap();
+    stop2.store(STOP_CRASH, Ordering::SeqCst);
     node2.join().unwrap();
 }
 

@@ -129,6 +129,9 @@ pub fn start_node(
         node_id: m.node_id,
         peer_id: m.peer_id,
         peer_addr: std::net::SocketAddr::new(m.peer_address, lm.port),
+        // Dial from this node's mirror address; accept the peer's only.
+        local_ip: Some(m.address),
+        accept_from: Some(m.peer_address),
         secret: m.secret.as_bytes().to_vec(),
         private_cable: m.private_cable,
         replica: ReplicaConfig {

@@ -62,6 +62,11 @@ pub struct NodeConfig {
     pub peer_id: u32,
     /// The peer's mirror address (dialed by the node with the lower id).
     pub peer_addr: SocketAddr,
+    /// The address this node dials from (its own mirror address), when set.
+    pub local_ip: Option<std::net::IpAddr>,
+    /// Connections from any other address are closed at once, unread (the node with the
+    /// higher id accepts only its partner), when set.
+    pub accept_from: Option<std::net::IpAddr>,
     /// The shared secret.
     pub secret: Vec<u8>,
     /// The link is a private cable: frames carry no tag.
@@ -589,9 +594,20 @@ impl<D: Disk + 'static, M: Disk + 'static> MirrorNode<D, M> {
                 let stream = self
                     .unless_stopped(async {
                         if cfg.node_id < cfg.peer_id {
-                            TcpStream::connect(cfg.peer_addr).await
+                            TcpStream::connect_from(cfg.peer_addr, cfg.local_ip).await
                         } else if let Some(l) = &listener {
-                            l.accept().await.map(|(s, _)| s)
+                            loop {
+                                match l.accept().await {
+                                    Ok((_, from))
+                                        if cfg
+                                            .accept_from
+                                            .is_some_and(|ip| ip != from.ip()) =>
+                                    {
+                                        tracing::warn!(%from, "mirror: connection from an address that is not the peer's: closed");
+                                    }
+                                    other => break other.map(|(s, _)| s),
+                                }
+                            }
                         } else {
                             Err(io::Error::other(
                                 "no listener for the node with the higher id",

@@ -66,7 +66,9 @@ impl Node {
         let (ip, peer) = if id == 1 {
             ("127.0.0.2", "127.0.0.4") // through the relay
         } else {
-            ("127.0.0.3", "127.0.0.2")
+            // B accepts only its peer's address: A's connections reach it from the relay,
+            // which connects from 127.0.0.1.
+            ("127.0.0.3", "127.0.0.1")
         };
         let dir = root.join(format!("node{id}"));
         std::fs::create_dir_all(&dir).unwrap();

@@ -190,6 +190,20 @@ fn new_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Binds the socket `fd` to `addr`.
+fn bind_to(fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
+    let (storage, len) = sockaddr_from(addr);
+    // SAFETY: storage/len describe a valid socket address; fd is a socket we own.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &storage as *const _ as *const libc::sockaddr,
+            len,
+        )
+    })?;
+    Ok(())
+}
+
 impl TcpListener {
     /// Binds and listens on `addr`; with `reuse_port` several reactors can each own a listener on
     /// the same portal and the kernel spreads connections across them.
@@ -199,15 +213,7 @@ impl TcpListener {
         if reuse_port {
             set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         }
-        let (storage, len) = sockaddr_from(&addr);
-        // SAFETY: storage/len describe a valid socket address.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &storage as *const _ as *const libc::sockaddr,
-                len,
-            )
-        })?;
+        bind_to(&fd, &addr)?;
         // SAFETY: listen(2) on a bound socket we own.
         cvt(unsafe { libc::listen(fd.as_raw_fd(), 1024) })?;
         let local = socket_name(fd.as_raw_fd(), false)?;
@@ -306,15 +312,7 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let fd = new_socket(&addr)?;
         if let Some(ip) = from {
-            let (storage, len) = sockaddr_from(&SocketAddr::new(ip, 0));
-            // SAFETY: storage/len describe a valid socket address; fd is ours.
-            cvt(unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    &storage as *const _ as *const libc::sockaddr,
-                    len,
-                )
-            })?;
+            bind_to(&fd, &SocketAddr::new(ip, 0))?;
         }
         let state = Box::new(sockaddr_from(&addr));
         let entry = opcode::Connect::new(

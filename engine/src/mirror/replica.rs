@@ -968,11 +968,29 @@ impl<P: Clone> Replica<P> {
     /// Rewrites the pages that went to disk with marks, as they are now (a resync ended and
     /// cleared them in memory).
     fn rewrite_marked_pages(&mut self, out: &mut Vec<Action<P>>) {
-        let stale: Vec<usize> = std::mem::take(&mut self.disk_marked).into_iter().collect();
-        if stale.is_empty() {
+        let stale = std::mem::take(&mut self.disk_marked);
+        self.write_current_pages(stale, out);
+    }
+
+    /// Writes bitmap pages `indices` as they are in memory now.
+    fn write_current_pages(
+        &mut self,
+        indices: std::collections::BTreeSet<usize>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let pages = indices.into_iter().map(|i| (i, self.page(i))).collect();
+        self.write_pages(pages, out);
+    }
+
+    /// Writes bitmap pages (nothing to do for none).
+    fn write_pages(
+        &mut self,
+        pages: Vec<(usize, Box<[u8; PAGE_BYTES]>)>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        if pages.is_empty() {
             return;
         }
-        let pages = stale.into_iter().map(|i| (i, self.page(i))).collect();
         self.meta(
             MetaWrite::Bitmap(pages),
             MetaKind::Pages {
@@ -997,17 +1015,8 @@ impl<P: Clone> Replica<P> {
             return;
         }
         self.resync_unsaved_bytes = 0;
-        let pages: Vec<usize> = std::mem::take(&mut self.resync_cleared_pages)
-            .into_iter()
-            .collect();
-        let pages = pages.into_iter().map(|i| (i, self.page(i))).collect();
-        self.meta(
-            MetaWrite::Bitmap(pages),
-            MetaKind::Pages {
-                then_start_target: None,
-            },
-            out,
-        );
+        let cleared = std::mem::take(&mut self.resync_cleared_pages);
+        self.write_current_pages(cleared, out);
     }
 
     fn meta(&mut self, what: MetaWrite, kind: MetaKind, out: &mut Vec<Action<P>>) {
@@ -1344,15 +1353,7 @@ impl<P: Clone> Replica<P> {
     /// Writes the pages with marks made outside the activity log (a verify, a full sync).
     fn persist_marks(&mut self, out: &mut Vec<Action<P>>) {
         let pages = self.marked_pages();
-        if !pages.is_empty() {
-            self.meta(
-                MetaWrite::Bitmap(pages),
-                MetaKind::Pages {
-                    then_start_target: None,
-                },
-                out,
-            );
-        }
+        self.write_pages(pages, out);
     }
 
     /// The bitmap pages that cover `extents`, with their bytes.

@@ -62,6 +62,38 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Starts `ringsand --config cfg`, its log going to `log`, and waits until it serves: the
+/// banner comes once every portal is bound (at most 30 s; the log is shown otherwise).
+pub fn spawn_until_serving(cfg: &Path, log: &Path) -> Child {
+    let mut child = Command::new(ringsand())
+        .arg("--config")
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start ringsand");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("serving on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "ringsand ({}) did not start; log:\n{}",
+            cfg.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    child
+}
+
 pub fn start_daemon(dir: &Path) -> Daemon {
     start_daemon_on(dir, free_port())
 }
@@ -82,30 +114,9 @@ pub fn start_daemon_with_metrics(dir: &Path, port: u16, metrics: &str) -> Daemon
     let cfg = dir.join("ringsan.toml");
     std::fs::write(&cfg, config).unwrap();
     let log = dir.join(format!("ringsand-{}.log", unique()));
-    let mut child = Command::new(ringsand())
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start ringsand");
-    // The banner comes once every portal is bound.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("serving on") {
-                let _ = tx.send(());
-            }
-        }
-    });
+    let child = spawn_until_serving(&cfg, &log);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let d = Daemon { child, addr, log };
-    assert!(
-        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
-        "ringsand did not start; log:\n{}",
-        std::fs::read_to_string(&d.log).unwrap_or_default()
-    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect_timeout(&d.addr, Duration::from_millis(200)).is_err() {
         assert!(

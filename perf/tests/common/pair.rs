@@ -3,7 +3,7 @@
 //! A dials B through a TCP relay on 127.0.0.4 that the test can freeze (a pulled cable: nothing
 //! passes, nothing is closed) and restore. `target-admin` drives and reads the volume.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{free_port, ringsand, unique, PERF};
+use super::{free_port, spawn_until_serving, unique, PERF};
 
 /// The mirrored target.
 pub const MIQN: &str = "iqn.2026-11.io.ringsan:mirror-test";
@@ -102,30 +102,10 @@ impl Node {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} runs already", self.id);
         self.log = self.dir.join(format!("ringsand-{}.log", unique()));
-        let mut child = Command::new(ringsand())
-            .arg("--config")
-            .arg(self.dir.join("ringsan.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&self.log).unwrap())
-            .spawn()
-            .expect("start ringsand");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("serving on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        self.child = Some(child);
-        assert!(
-            rx.recv_timeout(Duration::from_secs(30)).is_ok(),
-            "node {} did not start; log:\n{}",
-            self.id,
-            self.log_text()
-        );
+        self.child = Some(spawn_until_serving(
+            &self.dir.join("ringsan.toml"),
+            &self.log,
+        ));
     }
 
     /// SIGKILL: nothing is cleaned up.
